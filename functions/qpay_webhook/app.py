@@ -1,0 +1,51 @@
+"""GET and POST /webhooks/qpay: QPay's payment callback.
+
+The URL carries the session id and its HMAC token; the body (if any) is ignored because only
+QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates included.
+"""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qpay_common import dependencies
+from qpay_common.api import build_resolver
+from qpay_common.api_models import ErrorResponse
+from qpay_common.observability import logger, metrics
+
+app = build_resolver()
+
+
+@app.route(
+    "/webhooks/qpay",
+    method=["GET", "POST"],
+    summary="QPay payment callback",
+    responses={
+        200: {
+            "description": "Acknowledged: SUCCESS",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        401: {
+            "description": "Wrong or missing token",
+            "content": {"application/json": {"model": ErrorResponse}},
+        },
+        404: {"description": "Unknown session", "content": {"application/json": {"model": ErrorResponse}}},
+        502: {"description": "QPay unavailable", "content": {"application/json": {"model": ErrorResponse}}},
+    },
+)
+def qpay_callback(
+    session_id: Annotated[str | None, Query(max_length=64)] = None,
+    token: Annotated[str | None, Query(max_length=128)] = None,
+    qpay_payment_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response[str]:
+    logger.info("QPay callback", extra={"qpay_payment_id": qpay_payment_id})
+    dependencies.payments_service().handle_callback(session_id, token)
+    return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="SUCCESS")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

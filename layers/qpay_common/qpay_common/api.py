@@ -1,0 +1,105 @@
+"""The HTTP API resolver every function uses: validation on, the contract's error shape, the
+64 KB body limit, and the caller's identity from the JWT authorizer."""
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qpay_common.errors import ConfigurationError, PaymentError, Unauthorized
+from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
+from qpay_common.observability import logger
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _json_error(
+    status: HTTPStatus, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=int(status),
+        content_type=content_types.APPLICATION_JSON,
+        body=error_body(code, message, details or []),
+    )
+
+
+class PaymentsResolver(APIGatewayHttpResolver):
+    def resolve(self, event: Any, context: LambdaContext) -> dict[str, Any]:
+        # Checked before routing, so an oversized body is never parsed.
+        if _body_size(event) > MAX_BODY_BYTES:
+            return lambda_error_response(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                f"request body exceeds {MAX_BODY_BYTES} bytes",
+            )
+        return super().resolve(event, context)
+
+
+def _body_size(event: Any) -> int:
+    body = event.get("body") if isinstance(event, dict) else None
+    if not body:
+        return 0
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body.encode("utf-8"))
+
+
+def build_resolver() -> PaymentsResolver:
+    app = PaymentsResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response[Any]:
+        details = validation_details(exc.errors())
+        if any(detail["type"] == "json_invalid" for detail in details):
+            return _json_error(
+                HTTPStatus.BAD_REQUEST, "VALIDATION_ERROR", "request body is not valid JSON", details
+            )
+        return _json_error(HTTPStatus.BAD_REQUEST, "VALIDATION_ERROR", "request is invalid", details)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+        return _json_error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json"
+        )
+
+    @app.exception_handler(PaymentError)
+    def _payment_error(exc: PaymentError) -> Response[Any]:
+        return _json_error(status_for(exc), exc.code, exc.message, exc.details)
+
+    @app.exception_handler(ConfigurationError)
+    def _misconfigured(exc: ConfigurationError) -> Response[Any]:
+        logger.error("Function misconfigured", extra={"error": str(exc)})
+        return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "the service is misconfigured")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[Any]:
+        logger.exception("Unhandled error")
+        return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error")
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response[Any]:
+        return _json_error(HTTPStatus.NOT_FOUND, "NOT_FOUND", "no such route")
+
+    return app
+
+
+def caller_user_id(app: APIGatewayHttpResolver) -> str:
+    """The `sub` claim the JWT authorizer verified."""
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    user_id = claims.get("sub")
+    if not user_id:
+        raise Unauthorized("missing caller identity")
+    return str(user_id)
+
+
+def public_base_url(app: APIGatewayHttpResolver, configured: str | None) -> str:
+    """Where QPay should call back: the configured URL, else this API's own address."""
+    if configured:
+        return configured.rstrip("/")
+    domain = app.current_event.request_context.domain_name
+    return f"https://{domain}"

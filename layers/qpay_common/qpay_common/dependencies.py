@@ -1,0 +1,53 @@
+"""Composition root: builds the service graph once per Lambda container from settings.
+
+Tests call reset() after changing the environment, or pass their own parts to the classes.
+"""
+
+from functools import cache
+
+from qpay_common.cache import CacheStore
+from qpay_common.credentials import QPayCredentials, load_credentials
+from qpay_common.events import EventPublisher
+from qpay_common.payments import PaymentsService
+from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.repository import SessionsRepository
+from qpay_common.settings import Settings, load_settings
+from qpay_common.token_cache import QPayTokenProvider
+
+
+@cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@cache
+def credentials() -> QPayCredentials:
+    return load_credentials(settings())
+
+
+def qpay_transport(config: Settings) -> QPayTransport:
+    return QPayTransport(
+        config.qpay_base_url,
+        connect_timeout=config.qpay_connect_timeout_seconds,
+        read_timeout=config.qpay_read_timeout_seconds,
+        max_attempts=config.qpay_max_attempts,
+        budget_seconds=config.qpay_call_budget_seconds,
+    )
+
+
+def token_provider(config: Settings, secrets: QPayCredentials) -> QPayTokenProvider:
+    auth = QPayAuthClient(qpay_transport(config), secrets.client_id, secrets.client_secret.get_secret_value())
+    return QPayTokenProvider(CacheStore(config), auth)
+
+
+@cache
+def payments_service() -> PaymentsService:
+    config = settings()
+    secrets = credentials()
+    qpay = QPayClient(qpay_transport(config), token_provider(config, secrets))
+    return PaymentsService(config, secrets, SessionsRepository(config), qpay, EventPublisher(config))
+
+
+def reset() -> None:
+    for cached in (settings, credentials, payments_service):
+        cached.cache_clear()

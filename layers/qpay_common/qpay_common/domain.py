@@ -1,0 +1,111 @@
+"""The payment session and its state machine (ARCHITECTURE.md section 2)."""
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PaymentStatus(StrEnum):
+    # Written before the QPay invoice exists; never shown to clients, deleted (or purged by TTL)
+    # if the invoice cannot be created, so no PENDING session lacks an invoice.
+    CREATING = "CREATING"
+    PENDING = "PENDING"
+    PAID = "PAID"
+    PROCESSED = "PROCESSED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    FAILED = "FAILED"
+
+
+# States from which a verified payment moves the session to PAID. CANCELLED and EXPIRED are here
+# by policy A (a late payment is still honoured); FAILED because a top-up can complete the amount.
+PAYABLE_STATES = frozenset(
+    {PaymentStatus.PENDING, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED, PaymentStatus.FAILED}
+)
+LATE_STATES = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
+
+AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+CURRENCY = "MNT"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """Millisecond ISO-8601 in UTC with a Z: sorts as text, which the by_user index relies on."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_session_id() -> str:
+    # 35 characters: fits QPay's 45-character sender_invoice_no, unguessable.
+    return "ps_" + secrets.token_hex(16)
+
+
+def order_id_for(session_id: str) -> str:
+    """Deterministic, so every retry of one fulfilment names the same order."""
+    return "ord_" + session_id.removeprefix("ps_")
+
+
+def purge_epoch(moment: datetime, days: int) -> int:
+    return int((moment + timedelta(days=days)).timestamp())
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    quantity: int
+    unit_price: int
+
+
+class PaymentSession(BaseModel):
+    """A payment session as stored; the repository returns these, never raw items."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    user_id: str
+    status: PaymentStatus
+    version: int = 0
+    amount: int
+    paid_amount: int = 0
+    currency: str = CURRENCY
+    description: str | None = None
+    items: list[LineItem] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    ebarimt_overrides: dict[str, Any] | None = None
+    invoice_id: str | None = None
+    qr_text: str | None = None
+    qr_image: str | None = None
+    short_url: str | None = None
+    deeplinks: list[dict[str, Any]] = Field(default_factory=list)
+    payment_ids: list[str] = Field(default_factory=list)
+    order_id: str | None = None
+    created_at: str
+    updated_at: str
+    expires_at: str | None = None
+    paid_at: str | None = None
+    cancelled_at: str | None = None
+    processed_at: str | None = None
+    failure_reason: str | None = None
+    purge_at: int | None = None
+    emit_lease_until: float | None = None
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    session_id: str
+    user_id: str
+    amount: int
+    paid_amount: int
+    currency: str
+    payment_ids: list[str]
+    items: list[LineItem]
+    metadata: dict[str, Any] | None
+    created_at: str

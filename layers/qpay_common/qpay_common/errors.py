@@ -1,0 +1,81 @@
+"""Domain errors. Each type is one outcome a caller can tell apart; http_errors.py maps them to
+HTTP in one place. Messages never carry secrets, tokens or personal data."""
+
+from typing import Any
+
+
+class ConfigurationError(Exception):
+    """A missing or invalid setting: the function cannot work and must fail fast."""
+
+
+class PaymentError(Exception):
+    """Base of the errors a client of the payments API can receive."""
+
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidRequest(PaymentError):
+    code = "VALIDATION_ERROR"
+
+
+class PayloadTooLarge(PaymentError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class Unauthorized(PaymentError):
+    code = "UNAUTHORIZED"
+
+
+class SessionNotFound(PaymentError):
+    code = "NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("payment session not found")
+
+
+class AlreadyPaid(PaymentError):
+    code = "ALREADY_PAID"
+
+
+class SessionExpired(PaymentError):
+    code = "EXPIRED"
+
+
+class IdempotencyConflict(PaymentError):
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class QPayUnavailable(PaymentError):
+    """QPay failed (after retries, where retrying is safe); nothing was left half-written."""
+
+    code = "QPAY_UNAVAILABLE"
+
+
+class QPayError(Exception):
+    """An answer from QPay that is not a success, or no answer at all."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class QPayAuthError(QPayError):
+    """401 from QPay: the token expired or was revoked, or the credentials are wrong."""
+
+
+class QPayRejected(QPayError):
+    """A 4xx with a QPay error code (INVOICE_PAID, PAYMENT_NOTFOUND, ...): retrying won't help."""
+
+
+class QPayTransportError(QPayError):
+    """Timeouts, connection errors, 429 and 5xx that outlasted the retries."""
+
+
+class StaleSession(Exception):
+    """A conditional write lost a race: the session is no longer in the expected state/version."""

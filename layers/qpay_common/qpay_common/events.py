@@ -1,0 +1,70 @@
+"""PaymentCompleted on the app's EventBridge bus. At least once: consumers dedupe on order_id."""
+
+import json
+from typing import Any
+
+from qpay_common.domain import Order, PaymentSession
+from qpay_common.settings import Settings
+
+SOURCE = "qpay.payments"
+PAYMENT_COMPLETED = "PaymentCompleted"
+
+
+class EventPublishError(Exception):
+    pass
+
+
+class EventPublisher:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    def _events(self) -> Any:
+        if self._client is None:
+            # Imported on first use: handlers that never publish do not pay boto3's import cost.
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "events",
+                region_name=self._settings.aws_region,
+                endpoint_url=self._settings.eventbridge_endpoint_url,
+                config=Config(
+                    connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
+                ),
+            )
+        return self._client
+
+    def payment_completed(self, session: PaymentSession, order: Order) -> None:
+        detail = {
+            "session_id": session.session_id,
+            "order_id": order.order_id,
+            "user_id": session.user_id,
+            "amount": session.amount,
+            "paid_amount": session.paid_amount,
+            "currency": session.currency,
+            "payment_id": session.payment_ids[0] if session.payment_ids else None,
+            "payment_ids": session.payment_ids,
+            "paid_at": session.paid_at,
+            "items": [item.model_dump() for item in session.items],
+            "metadata": session.metadata,
+        }
+        try:
+            response = self._events().put_events(
+                Entries=[
+                    {
+                        "Source": SOURCE,
+                        "DetailType": PAYMENT_COMPLETED,
+                        "Detail": json.dumps(detail),
+                        "EventBusName": self._settings.event_bus_name,
+                        "Resources": [],
+                    }
+                ]
+            )
+        except Exception as exc:
+            raise EventPublishError(f"PutEvents failed: {type(exc).__name__}") from exc
+        if response.get("FailedEntryCount", 0):
+            codes = [
+                entry.get("ErrorCode") for entry in response.get("Entries", []) if entry.get("ErrorCode")
+            ]
+            raise EventPublishError(f"PutEvents rejected the event: {codes}")

@@ -1,0 +1,327 @@
+"""The payments service: every business rule of creating, confirming and fulfilling a payment.
+
+Webhook, status poll and (later) reconcile all drive the same methods, so a race between them
+has one winner: every transition is a conditional write, and the loser re-reads and carries on
+from whatever state the winner left.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from qpay_common.api_models import CreatePaymentRequest
+from qpay_common.credentials import QPayCredentials
+from qpay_common.domain import (
+    AMOUNT_MISMATCH,
+    LATE_STATES,
+    PAYABLE_STATES,
+    LineItem,
+    Order,
+    PaymentSession,
+    PaymentStatus,
+    iso,
+    new_session_id,
+    order_id_for,
+    purge_epoch,
+    utc_now,
+)
+from qpay_common.errors import (
+    ConfigurationError,
+    QPayError,
+    QPayUnavailable,
+    SessionNotFound,
+    StaleSession,
+    Unauthorized,
+)
+from qpay_common.events import EventPublisher, EventPublishError
+from qpay_common.observability import count, logger
+from qpay_common.qpay_client import QPayClient
+from qpay_common.qpay_models import InvoiceRequest, PaymentCheck
+from qpay_common.repository import SessionsRepository
+from qpay_common.settings import Settings
+from qpay_common.webhook_security import callback_url, is_valid_callback_token
+
+# Conditional-write races re-read and retry this often before leaving the rest to the winner.
+MAX_RACE_RETRIES = 5
+# Whoever wrote the order publishes PaymentCompleted; others wait this long before taking over.
+EMIT_LEASE_SECONDS = 30
+# A session that never got its invoice is purged by TTL even if deleting it failed.
+UNFINISHED_PURGE_DAYS = 1
+
+FaultHook = Callable[[str, PaymentSession], None]
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: QPayCredentials,
+        repository: SessionsRepository,
+        qpay: QPayClient,
+        publisher: EventPublisher,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        fault_hook: FaultHook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._repository = repository
+        self._qpay = qpay
+        self._publisher = publisher
+        self._clock = clock
+        # A seam for crash-injection tests: called with a stage name at the points a Lambda can die.
+        self.fault_hook = fault_hook
+
+    def create_payment(
+        self, user_id: str, request: CreatePaymentRequest, callback_base_url: str
+    ) -> PaymentSession:
+        now = self._clock()
+        session_id = new_session_id()
+        invoice_request = self._invoice_request(session_id, request, callback_base_url)
+        session = self._repository.create(
+            PaymentSession(
+                session_id=session_id,
+                user_id=user_id,
+                status=PaymentStatus.CREATING,
+                amount=request.amount,
+                description=request.description,
+                items=[LineItem(**item.model_dump()) for item in request.items or []],
+                metadata=request.metadata,
+                ebarimt_overrides=request.ebarimt.model_dump(exclude_none=True) if request.ebarimt else None,
+                created_at=iso(now),
+                updated_at=iso(now),
+                expires_at=iso(now + timedelta(minutes=self._settings.session_expiry_minutes)),
+                purge_at=purge_epoch(now, UNFINISHED_PURGE_DAYS),
+            )
+        )
+        logger.append_keys(session_id=session_id)
+        try:
+            invoice = self._qpay.create_invoice(invoice_request)
+        except QPayError as exc:
+            count("QPayErrors", operation="create_invoice")
+            logger.warning("QPay invoice creation failed", extra={"error": str(exc), "qpay_code": exc.code})
+            self._discard_unfinished(session)
+            raise QPayUnavailable(
+                "QPay could not create the invoice; nothing was charged, try again"
+            ) from None
+        session = self._repository.transition(
+            session,
+            expected=PaymentStatus.CREATING,
+            changes={
+                "status": PaymentStatus.PENDING.value,
+                "invoice_id": invoice.invoice_id,
+                "qr_text": invoice.qr_text,
+                "qr_image": invoice.qr_image,
+                "short_url": invoice.short_url,
+                "deeplinks": [link.model_dump() for link in invoice.urls],
+                "purge_at": None,
+                "updated_at": iso(self._clock()),
+            },
+        )
+        count("PaymentCreated")
+        logger.info(
+            "Payment session created", extra={"invoice_id": invoice.invoice_id, "amount": session.amount}
+        )
+        return session
+
+    def get_payment(self, user_id: str, session_id: str) -> PaymentSession:
+        session = self._repository.get(session_id)
+        # Someone else's session answers exactly like a missing one, so ids cannot be probed.
+        if session is None or session.status == PaymentStatus.CREATING or session.user_id != user_id:
+            raise SessionNotFound()
+        return session
+
+    def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
+        """QPay's callback is a hint to look; QPay's payment check is the proof."""
+        secret = self._credentials.webhook_secret.get_secret_value()
+        if not is_valid_callback_token(secret, session_id, token):
+            raise Unauthorized("invalid callback token")
+        assert session_id is not None  # checked by the token
+        logger.append_keys(session_id=session_id)
+        session = self._repository.get(session_id)
+        if session is None or session.status == PaymentStatus.CREATING:
+            raise SessionNotFound()
+        if session.status == PaymentStatus.PROCESSED:
+            count("WebhookDuplicate")
+            return session
+        return self.confirm_with_qpay(session, source="webhook")
+
+    def confirm_with_qpay(self, session: PaymentSession, *, source: str) -> PaymentSession:
+        if session.status == PaymentStatus.PAID:
+            # Already verified; only the order and event may be missing.
+            return self.fulfil(session)
+        if session.status not in PAYABLE_STATES or session.invoice_id is None:
+            return session
+        try:
+            check = self._qpay.check_payment(session.invoice_id)
+        except QPayError as exc:
+            count("QPayErrors", operation="payment_check")
+            logger.warning("QPay payment check failed", extra={"error": str(exc), "qpay_code": exc.code})
+            raise QPayUnavailable("QPay did not answer the payment check; try again") from None
+        return self.apply_payment_check(session, check, source=source)
+
+    def apply_payment_check(
+        self, session: PaymentSession, check: PaymentCheck, *, source: str
+    ) -> PaymentSession:
+        paid_rows = check.paid_rows
+        if not paid_rows:
+            return session
+        total_paid = check.total_paid
+        payment_ids = [row.payment_id for row in paid_rows]
+        for _ in range(MAX_RACE_RETRIES):
+            try:
+                if session.status in PAYABLE_STATES:
+                    if total_paid < session.amount:
+                        return self._record_underpayment(session, total_paid, payment_ids)
+                    session = self._mark_paid(session, total_paid, payment_ids, source)
+                if session.status == PaymentStatus.PAID:
+                    return self.fulfil(session)
+                return session
+            except StaleSession:
+                session = self._reload(session)
+        logger.warning("Gave up racing for the session; the winner finishes it")
+        return session
+
+    def fulfil(self, session: PaymentSession) -> PaymentSession:
+        """PAID -> order (once) -> PaymentCompleted (at least once) -> PROCESSED."""
+        for _ in range(MAX_RACE_RETRIES):
+            if session.status != PaymentStatus.PAID:
+                return session
+            now = time.time()
+            try:
+                if session.order_id is None:
+                    self._fault("before_order", session)
+                    order = self._order_for(session)
+                    session = self._repository.record_fulfilment(
+                        session, order, lease_until=now + EMIT_LEASE_SECONDS, updated_at=iso(self._clock())
+                    )
+                else:
+                    if session.emit_lease_until is not None and session.emit_lease_until > now:
+                        return session  # another worker is publishing right now
+                    session = self._repository.transition(
+                        session,
+                        expected=PaymentStatus.PAID,
+                        changes={
+                            "emit_lease_until": now + EMIT_LEASE_SECONDS,
+                            "updated_at": iso(self._clock()),
+                        },
+                    )
+                    order = self._repository.get_order(session.order_id or "") or self._order_for(session)
+                self._fault("before_event", session)
+                self._publisher.payment_completed(session, order)
+                self._fault("before_processed", session)
+                processed_at = self._clock()
+                session = self._repository.transition(
+                    session,
+                    expected=PaymentStatus.PAID,
+                    changes={
+                        "status": PaymentStatus.PROCESSED.value,
+                        "processed_at": iso(processed_at),
+                        "updated_at": iso(processed_at),
+                        "emit_lease_until": None,
+                        "purge_at": purge_epoch(processed_at, self._settings.purge_after_days),
+                    },
+                )
+                logger.info("Payment fulfilled", extra={"order_id": session.order_id})
+                return session
+            except StaleSession:
+                session = self._reload(session)
+            except EventPublishError as exc:
+                count("EventPublishFailed")
+                logger.error("PaymentCompleted not published; session stays PAID", extra={"error": str(exc)})
+                return session
+        return session
+
+    def _mark_paid(
+        self, session: PaymentSession, total_paid: int, payment_ids: list[str], source: str
+    ) -> PaymentSession:
+        paid = self._repository.transition(
+            session,
+            expected=session.status,
+            changes={
+                "status": PaymentStatus.PAID.value,
+                "paid_amount": total_paid,
+                "payment_ids": payment_ids,
+                "paid_at": iso(self._clock()),
+                "updated_at": iso(self._clock()),
+                "failure_reason": None,
+                "purge_at": None,
+            },
+        )
+        count("PaymentConfirmed", source=source)
+        if session.status in LATE_STATES:
+            count("LatePaymentHonoured")
+            logger.warning("Late payment honoured", extra={"previous_status": session.status.value})
+        if total_paid > session.amount:
+            logger.info("Over-payment accepted", extra={"amount": session.amount, "paid_amount": total_paid})
+        return paid
+
+    def _record_underpayment(
+        self, session: PaymentSession, total_paid: int, payment_ids: list[str]
+    ) -> PaymentSession:
+        if session.status == PaymentStatus.FAILED and session.paid_amount == total_paid:
+            return session
+        now = self._clock()
+        failed = self._repository.transition(
+            session,
+            expected=session.status,
+            changes={
+                "status": PaymentStatus.FAILED.value,
+                "failure_reason": AMOUNT_MISMATCH,
+                "paid_amount": total_paid,
+                "payment_ids": payment_ids,
+                "updated_at": iso(now),
+                "purge_at": purge_epoch(now, self._settings.purge_after_days),
+            },
+        )
+        count("AmountMismatch")
+        logger.error("Paid less than the amount", extra={"amount": session.amount, "paid_amount": total_paid})
+        return failed
+
+    def _order_for(self, session: PaymentSession) -> Order:
+        return Order(
+            order_id=order_id_for(session.session_id),
+            session_id=session.session_id,
+            user_id=session.user_id,
+            amount=session.amount,
+            paid_amount=session.paid_amount,
+            currency=session.currency,
+            payment_ids=session.payment_ids,
+            items=session.items,
+            metadata=session.metadata,
+            created_at=iso(self._clock()),
+        )
+
+    def _reload(self, session: PaymentSession) -> PaymentSession:
+        fresh = self._repository.get(session.session_id)
+        if fresh is None:
+            raise SessionNotFound()
+        return fresh
+
+    def _fault(self, stage: str, session: PaymentSession) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(stage, session)
+
+    def _invoice_request(
+        self, session_id: str, request: CreatePaymentRequest, callback_base_url: str
+    ) -> InvoiceRequest:
+        secret = self._credentials.webhook_secret.get_secret_value()
+        try:
+            return InvoiceRequest(
+                invoice_code=self._settings.qpay_invoice_code,
+                sender_invoice_no=session_id,
+                invoice_description=request.description or f"Payment {session_id}",
+                amount=request.amount,
+                callback_url=callback_url(callback_base_url, secret, session_id),
+            )
+        except ValidationError:
+            # Only our own configuration (e.g. a base URL too long for QPay) can get here.
+            raise ConfigurationError("the callback URL or invoice fields exceed QPay's limits") from None
+
+    def _discard_unfinished(self, session: PaymentSession) -> None:
+        try:
+            self._repository.delete_unfinished(session)
+        except Exception:  # noqa: BLE001 - purge_at removes it anyway; the 502 matters more
+            logger.exception("Could not delete the unfinished session; TTL will purge it")

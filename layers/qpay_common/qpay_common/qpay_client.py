@@ -1,0 +1,214 @@
+"""The only module that speaks HTTP to QPay.
+
+Every call has a connect/read timeout and an overall budget. Idempotent calls are retried with
+full-jitter backoff on connection errors, timeouts, 429 and 5xx. Invoice creation is not retried
+once the request may have reached QPay (a read timeout or a 5xx could mean it was created), only
+when it certainly did not (connect timeout, 429).
+"""
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from qpay_common.errors import QPayAuthError, QPayError, QPayRejected, QPayTransportError
+from qpay_common.observability import logger
+from qpay_common.qpay_models import (
+    EbarimtReceipt,
+    Invoice,
+    InvoiceRequest,
+    PaymentCheck,
+    TokenGrant,
+    error_code_of,
+)
+
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 2.0
+PAGE_LIMIT = 100
+MAX_PAGES = 20
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _parse(model: type[ModelT], body: Any, what: str) -> ModelT:
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        # Field names only: QPay bodies can carry tokens and personal data.
+        raise QPayTransportError(f"QPay answered {what} in an unexpected shape") from None
+
+
+class TokenSource(Protocol):
+    def get_token(self) -> str: ...
+
+    def invalidate(self, access_token: str) -> None: ...
+
+
+class QPayTransport:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        budget_seconds: float,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
+        self.budget_seconds = budget_seconds
+        self.session = session or requests.Session()
+        self._sleep = sleep
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json_body: Any = None,
+        bearer: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + self.budget_seconds
+        headers = {"Accept": "application/json"}
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
+        url = f"{self.base_url}{path}"
+        last_error: QPayError = QPayTransportError(f"QPay {method} {path}: no attempt made")
+        for attempt in range(1, self.max_attempts + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                break
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=headers,
+                    auth=basic_auth,
+                    timeout=(min(self.connect_timeout, remaining), min(self.read_timeout, remaining)),
+                )
+            except requests.ConnectTimeout:
+                # The request never left: always safe to try again.
+                last_error = QPayTransportError(f"QPay {method} {path}: connect timeout")
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_error = QPayTransportError(f"QPay {method} {path}: {type(exc).__name__}")
+                if not idempotent:
+                    raise last_error from None
+            else:
+                if response.status_code < 400:
+                    return _json_or_empty(response)
+                last_error = _error_from(response, method, path)
+                retryable = response.status_code == 429 or (response.status_code >= 500 and idempotent)
+                if not retryable:
+                    raise last_error
+            logger.warning(
+                "QPay call failed, will retry",
+                extra={"qpay_path": path, "attempt": attempt, "error": str(last_error)},
+            )
+            if attempt < self.max_attempts:
+                pause = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+                self._sleep(max(0.0, min(pause, deadline - time.monotonic() - 0.05)))
+        raise last_error
+
+
+def _json_or_empty(response: requests.Response) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise QPayTransportError(
+            f"QPay answered {response.status_code} with a body that is not JSON", status=response.status_code
+        ) from None
+
+
+def _error_from(response: requests.Response, method: str, path: str) -> QPayError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = error_code_of(body)
+    message = f"QPay {method} {path} answered {response.status_code}" + (f" {code}" if code else "")
+    if response.status_code == 401:
+        return QPayAuthError(message, status=401, code=code)
+    if response.status_code == 429 or response.status_code >= 500:
+        return QPayTransportError(message, status=response.status_code, code=code)
+    return QPayRejected(message, status=response.status_code, code=code)
+
+
+class QPayAuthClient:
+    """/auth/token and /auth/refresh: used by the token cache only."""
+
+    def __init__(self, transport: QPayTransport, client_id: str, client_secret: str) -> None:
+        self._transport = transport
+        self._basic = (client_id, client_secret)
+
+    def fetch_token(self) -> TokenGrant:
+        body = self._transport.send("POST", "/auth/token", idempotent=True, basic_auth=self._basic)
+        return _parse(TokenGrant, body, "a token")
+
+    def refresh_token(self, refresh_token: str) -> TokenGrant:
+        body = self._transport.send("POST", "/auth/refresh", idempotent=True, bearer=refresh_token)
+        return _parse(TokenGrant, body, "a token")
+
+
+class QPayClient:
+    def __init__(self, transport: QPayTransport, tokens: TokenSource) -> None:
+        self._transport = transport
+        self._tokens = tokens
+
+    def _call(self, method: str, path: str, *, idempotent: bool, json_body: Any = None) -> Any:
+        token = self._tokens.get_token()
+        try:
+            return self._transport.send(
+                method, path, idempotent=idempotent, json_body=json_body, bearer=token
+            )
+        except QPayAuthError:
+            # Expired or revoked: drop it for every function sharing the cache, retry once.
+            self._tokens.invalidate(token)
+            token = self._tokens.get_token()
+            return self._transport.send(
+                method, path, idempotent=idempotent, json_body=json_body, bearer=token
+            )
+
+    def create_invoice(self, request: InvoiceRequest) -> Invoice:
+        body = self._call("POST", "/invoice", idempotent=False, json_body=request.model_dump())
+        return _parse(Invoice, body, "an invoice")
+
+    def cancel_invoice(self, invoice_id: str) -> None:
+        self._call("DELETE", f"/invoice/{invoice_id}", idempotent=True)
+
+    def check_payment(self, invoice_id: str) -> PaymentCheck:
+        rows: list[Any] = []
+        count = 0
+        for page in range(1, MAX_PAGES + 1):
+            body = self._call(
+                "POST",
+                "/payment/check",
+                idempotent=True,
+                json_body={
+                    "object_type": "INVOICE",
+                    "object_id": invoice_id,
+                    "offset": {"page_number": page, "page_limit": PAGE_LIMIT},
+                },
+            )
+            page_check = _parse(PaymentCheck, body, "a payment check")
+            rows.extend(page_check.rows)
+            count = max(count, page_check.count)
+            if len(page_check.rows) < PAGE_LIMIT or len(rows) >= count:
+                break
+        return PaymentCheck(count=count, rows=rows)
+
+    def create_ebarimt(self, payload: dict[str, Any]) -> EbarimtReceipt:
+        # Retried: QPay issues one receipt per payment id, so a repeat cannot double-register.
+        body = self._call("POST", "/ebarimt_v3/create", idempotent=True, json_body=payload)
+        return _parse(EbarimtReceipt, body, "an ebarimt receipt")

@@ -1,0 +1,78 @@
+"""Configuration, read from the environment once and validated (fail fast on a bad value).
+
+Handlers never read os.environ; they get a Settings object. Secrets (QPay credentials and the
+webhook HMAC key) come from Secrets Manager in AWS (QPAY_SECRET_ARN) and from the environment
+locally; see credentials.py.
+"""
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qpay_common.errors import ConfigurationError
+
+QPAY_BASE_URLS = {
+    "live": "https://merchant.qpay.mn/v2",
+    "sandbox": "https://merchant-sandbox.qpay.mn/v2",
+}
+
+MAX_PAYMENT_AMOUNT = 100_000_000
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    sessions_table: str = Field(alias="SESSIONS_TABLE", min_length=1)
+    orders_table: str = Field(alias="ORDERS_TABLE", min_length=1)
+    cache_table: str = Field(alias="CACHE_TABLE", min_length=1)
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    aws_region: str = Field(alias="AWS_REGION", default="us-east-1")
+    # Standard botocore variable names, so the local stack and tests can point at local engines.
+    dynamodb_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL_DYNAMODB", default=None)
+    eventbridge_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL_EVENTBRIDGE", default=None)
+
+    qpay_env: Literal["sandbox", "live"] = Field(alias="QPAY_ENV", default="sandbox")
+    qpay_base_url_override: str | None = Field(alias="QPAY_BASE_URL", default=None)
+    qpay_invoice_code: str = Field(alias="QPAY_INVOICE_CODE", default="TEST_INVOICE", min_length=1)
+    qpay_secret_arn: str | None = Field(alias="QPAY_SECRET_ARN", default=None)
+    qpay_connect_timeout_seconds: float = Field(alias="QPAY_CONNECT_TIMEOUT_SECONDS", default=3.05, gt=0)
+    qpay_read_timeout_seconds: float = Field(alias="QPAY_READ_TIMEOUT_SECONDS", default=10.0, gt=0)
+    # Idempotent QPay calls are tried at most this often, and all tries of one call must fit in
+    # the budget, so a callback answers well inside API Gateway's 30 s limit.
+    qpay_max_attempts: int = Field(alias="QPAY_MAX_ATTEMPTS", default=4, ge=1, le=10)
+    qpay_call_budget_seconds: float = Field(alias="QPAY_CALL_BUDGET_SECONDS", default=20.0, gt=0)
+
+    public_base_url: str | None = Field(alias="PUBLIC_BASE_URL", default=None)
+    session_expiry_minutes: int = Field(alias="SESSION_EXPIRY_MINUTES", default=30, ge=1)
+    purge_after_days: int = Field(alias="PURGE_AFTER_DAYS", default=30, ge=1)
+
+    @field_validator(
+        "dynamodb_endpoint_url",
+        "eventbridge_endpoint_url",
+        "qpay_base_url_override",
+        "qpay_secret_arn",
+        "public_base_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # CloudFormation cannot pass "no value": an empty parameter arrives as "".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def qpay_base_url(self) -> str:
+        return (self.qpay_base_url_override or QPAY_BASE_URLS[self.qpay_env]).rstrip("/")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    source = os.environ if environ is None else environ
+    try:
+        return Settings.model_validate(dict(source))
+    except ValidationError as exc:
+        # Name the variables, never their values: some are secrets.
+        problems = ", ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

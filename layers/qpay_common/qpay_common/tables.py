@@ -1,0 +1,110 @@
+"""pynamodb models of the three tables. Table names are bound from settings when a repository
+is built (bind()), never at import time."""
+
+from typing import Any, TypeVar
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from qpay_common.settings import Settings
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class SessionItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    session_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    version = VersionAttribute()
+    amount = NumberAttribute()
+    paid_amount = NumberAttribute(default=0)
+    currency = UnicodeAttribute(default="MNT")
+    description = UnicodeAttribute(null=True)
+    items = JSONAttribute(null=True)
+    metadata = JSONAttribute(null=True)
+    ebarimt_overrides = JSONAttribute(null=True)
+    invoice_id = UnicodeAttribute(null=True)
+    qr_text = UnicodeAttribute(null=True)
+    qr_image = UnicodeAttribute(null=True)
+    short_url = UnicodeAttribute(null=True)
+    deeplinks = JSONAttribute(null=True)
+    payment_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    order_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    expires_at = UnicodeAttribute(null=True)
+    paid_at = UnicodeAttribute(null=True)
+    cancelled_at = UnicodeAttribute(null=True)
+    processed_at = UnicodeAttribute(null=True)
+    failure_reason = UnicodeAttribute(null=True)
+    # Epoch seconds; the table's TTL attribute. Only terminal (and abandoned CREATING) sessions.
+    purge_at = NumberAttribute(null=True)
+    # Whoever holds this lease publishes PaymentCompleted; others leave it to them (or reconcile).
+    emit_lease_until = NumberAttribute(null=True)
+
+    by_user = SessionsByUser()
+
+
+class OrderItem(Model):
+    """Orders (pk `order#<order_id>`) and settlement markers (pk `settlement#<payment_id>`)."""
+
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    user_id = UnicodeAttribute(null=True)
+    amount = NumberAttribute(null=True)
+    paid_amount = NumberAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    payment_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    items = JSONAttribute(null=True)
+    metadata = JSONAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class CacheItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    # Epoch seconds; the table's TTL attribute. Readers also check it: TTL deletes lazily.
+    expires_at = NumberAttribute()
+    data = JSONAttribute(null=True)
+    # Lock owner, or a fingerprint of the cached token, for conditional deletes.
+    tag = UnicodeAttribute(null=True)
+
+
+def bind(model: type[ModelT], table_name: str, settings: Settings) -> type[ModelT]:
+    meta: dict[str, Any] = {
+        "table_name": table_name,
+        "region": settings.aws_region,
+        "host": settings.dynamodb_endpoint_url,
+        "connect_timeout_seconds": 2,
+        "read_timeout_seconds": 5,
+        "max_retry_attempts": 3,
+    }
+    # pynamodb copies indexes onto each subclass, so by_user follows the bound table.
+    attrs: dict[str, Any] = {"Meta": type("Meta", (), meta), "__module__": model.__module__}
+    return type(model.__name__, (model,), attrs)

@@ -1,0 +1,153 @@
+"""Timeouts, bounded retries and typed errors of the QPay client, with a scripted HTTP session."""
+
+import pytest
+import requests
+
+from qpay_common.errors import QPayAuthError, QPayRejected, QPayTransportError
+from qpay_common.qpay_client import QPayClient, QPayTransport
+from qpay_common.qpay_models import InvoiceRequest
+
+pytestmark = pytest.mark.unit
+
+
+class FakeResponse:
+    def __init__(self, status, body=None):
+        self.status_code = status
+        self._body = body if body is not None else {}
+        self.content = b"x"
+
+    def json(self):
+        return self._body
+
+
+class ScriptedSession:
+    """Answers each request with the next scripted response or raises the scripted exception."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls = []
+
+    def request(self, method, url, **kwargs):
+        self.calls.append((method, url, kwargs))
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def transport(session, max_attempts=4, budget=20.0):
+    return QPayTransport(
+        "http://qpay.test/v2",
+        connect_timeout=3.05,
+        read_timeout=10,
+        max_attempts=max_attempts,
+        budget_seconds=budget,
+        session=session,
+        sleep=lambda seconds: None,
+    )
+
+
+def test_idempotent_calls_retry_5xx_then_succeed_with_timeouts_set():
+    session = ScriptedSession(FakeResponse(503), FakeResponse(503), FakeResponse(503), FakeResponse(200, {"ok": 1}))
+    assert transport(session).send("POST", "/payment/check", idempotent=True) == {"ok": 1}
+    assert len(session.calls) == 4
+    connect, read = session.calls[0][2]["timeout"]
+    assert connect == 3.05
+    assert read == 10
+
+
+def test_retries_are_bounded_and_end_in_a_transport_error():
+    session = ScriptedSession(*[FakeResponse(503)] * 4)
+    with pytest.raises(QPayTransportError) as error:
+        transport(session).send("POST", "/payment/check", idempotent=True)
+    assert error.value.status == 503
+    assert len(session.calls) == 4
+
+
+def test_invoice_creation_is_not_retried_after_a_5xx_or_read_timeout():
+    for outcome in (FakeResponse(502), requests.ReadTimeout("slow")):
+        session = ScriptedSession(outcome, FakeResponse(200, {"invoice_id": "x"}))
+        with pytest.raises(QPayTransportError):
+            transport(session).send("POST", "/invoice", idempotent=False)
+        assert len(session.calls) == 1
+
+
+def test_invoice_creation_is_retried_when_the_request_never_left():
+    session = ScriptedSession(requests.ConnectTimeout("no route"), FakeResponse(200, {"invoice_id": "x"}))
+    assert transport(session).send("POST", "/invoice", idempotent=False) == {"invoice_id": "x"}
+    assert len(session.calls) == 2
+
+
+def test_429_is_retried_even_for_invoice_creation():
+    session = ScriptedSession(FakeResponse(429), FakeResponse(200, {"invoice_id": "x"}))
+    assert transport(session).send("POST", "/invoice", idempotent=False) == {"invoice_id": "x"}
+
+
+def test_4xx_is_a_typed_rejection_with_qpays_code_and_no_retry():
+    session = ScriptedSession(FakeResponse(400, {"message": "INVOICE_PAID"}))
+    with pytest.raises(QPayRejected) as error:
+        transport(session).send("DELETE", "/invoice/1", idempotent=True)
+    assert error.value.code == "INVOICE_PAID"
+    assert len(session.calls) == 1
+
+
+def test_401_is_an_auth_error():
+    session = ScriptedSession(FakeResponse(401, {"error": "AUTHENTICATION_FAILED"}))
+    with pytest.raises(QPayAuthError):
+        transport(session).send("POST", "/payment/check", idempotent=True)
+
+
+def test_no_attempt_starts_once_the_budget_is_spent():
+    session = ScriptedSession(FakeResponse(200, {}))
+    with pytest.raises(QPayTransportError):
+        transport(session, budget=0.0).send("POST", "/payment/check", idempotent=True)
+    assert session.calls == []
+
+
+class FakeTokens:
+    def __init__(self):
+        self.tokens = ["old", "new"]
+        self.invalidated = []
+
+    def get_token(self):
+        return self.tokens[0]
+
+    def invalidate(self, token):
+        self.invalidated.append(token)
+        self.tokens.pop(0)
+
+
+def test_a_401_invalidates_the_cached_token_and_retries_once_with_a_new_one():
+    session = ScriptedSession(
+        FakeResponse(401, {"error": "AUTHENTICATION_FAILED"}),
+        FakeResponse(200, {"invoice_id": "inv-1", "qr_text": "q", "qr_image": "i", "urls": []}),
+    )
+    tokens = FakeTokens()
+    client = QPayClient(transport(session), tokens)
+    invoice = client.create_invoice(
+        InvoiceRequest(
+            invoice_code="TEST_INVOICE",
+            sender_invoice_no="ps_1",
+            invoice_description="d",
+            amount=100,
+            callback_url="https://x/webhooks/qpay",
+        )
+    )
+    assert invoice.invoice_id == "inv-1"
+    assert tokens.invalidated == ["old"]
+    assert [call[2]["headers"]["Authorization"] for call in session.calls] == ["Bearer old", "Bearer new"]
+
+
+def test_a_malformed_success_body_is_a_transport_error_not_a_crash():
+    session = ScriptedSession(FakeResponse(200, {"unexpected": True}))
+    client = QPayClient(transport(session), FakeTokens())
+    with pytest.raises(QPayTransportError, match="unexpected shape"):
+        client.create_invoice(
+            InvoiceRequest(
+                invoice_code="C",
+                sender_invoice_no="ps_1",
+                invoice_description="d",
+                amount=1,
+                callback_url="https://x",
+            )
+        )

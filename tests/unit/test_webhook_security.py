@@ -1,0 +1,25 @@
+import pytest
+
+from qpay_common.webhook_security import callback_token, callback_url, is_valid_callback_token
+
+pytestmark = pytest.mark.unit
+
+
+def test_callback_url_carries_the_session_and_a_token_that_verifies():
+    url = callback_url("https://api.example.com/", "s3cret", "ps_abc")
+    assert url.startswith("https://api.example.com/webhooks/qpay?session_id=ps_abc&token=")
+    token = url.split("token=")[1]
+    assert is_valid_callback_token("s3cret", "ps_abc", token)
+
+
+def test_a_token_for_another_session_or_secret_is_refused():
+    token = callback_token("s3cret", "ps_abc")
+    assert not is_valid_callback_token("s3cret", "ps_other", token)
+    assert not is_valid_callback_token("other", "ps_abc", token)
+    assert not is_valid_callback_token("s3cret", "ps_abc", None)
+    assert not is_valid_callback_token("s3cret", None, token)
+
+
+def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
+    host = "https://abcdefghij.execute-api.ap-southeast-1.amazonaws.com"
+    assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32)) <= 255
