@@ -24,7 +24,8 @@ def test_the_documented_example_is_accepted():
         }
     )
     assert request.amount == 15000
-    assert request.items is not None and request.items[0].unit_price == 7500
+    assert request.items is not None
+    assert request.items[0].unit_price == 7500
 
 
 @pytest.mark.parametrize(

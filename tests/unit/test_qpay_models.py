@@ -81,7 +81,7 @@ def test_payment_check_sums_only_paid_rows_whatever_the_field_spelling():
             "count": 3,
             "paid_amount": 99999,
             "rows": [
-                {"payment_id": "p1", "payment_status": "PAID", "payment_amount": "10000.00", "trx_fee": "0.00"},
+                {"payment_id": "p1", "payment_status": "PAID", "payment_amount": "10000.00", "trx_fee": "0"},
                 {"payment_id": "p2", "payment_status": "paid", "payment_amount": 5000, "payemnt_wallet": "x"},
                 {"payment_id": "p3", "payment_status": "REFUNDED", "payment_amount": "7000.00"},
             ],

@@ -48,7 +48,7 @@ def transport(session, max_attempts=4, budget=20.0):
 
 
 def test_idempotent_calls_retry_5xx_then_succeed_with_timeouts_set():
-    session = ScriptedSession(FakeResponse(503), FakeResponse(503), FakeResponse(503), FakeResponse(200, {"ok": 1}))
+    session = ScriptedSession(*[FakeResponse(503)] * 3, FakeResponse(200, {"ok": 1}))
     assert transport(session).send("POST", "/payment/check", idempotent=True) == {"ok": 1}
     assert len(session.calls) == 4
     connect, read = session.calls[0][2]["timeout"]
