@@ -41,10 +41,11 @@ class SessionsRepository:
     def _to_item(self, session: PaymentSession) -> SessionItem:
         data = session.model_dump(mode="json", exclude_none=True)
         version = data.pop("version", 0)
-        item = self._sessions(**data)
-        # The version the caller read: pynamodb conditions the write on it and increments it.
-        item.version = version or None
-        return item
+        # The version the caller read: pynamodb conditions the write on it and increments it
+        # (no version yet means "must not exist").
+        if version:
+            data["version"] = version
+        return self._sessions(**data)
 
     def create(self, session: PaymentSession) -> PaymentSession:
         item = self._to_item(session)

