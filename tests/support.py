@@ -49,7 +49,9 @@ def with_user(event: dict[str, Any], user_id: str | None) -> dict[str, Any]:
     return event
 
 
-def create_event(body: Any, *, user_id: str = "alice", raw: bool = False, headers: dict[str, str] | None = None):
+def create_event(
+    body: Any, *, user_id: str = "alice", raw: bool = False, headers: dict[str, str] | None = None
+):
     event = with_user(sample_event("create_payment"), user_id)
     event["body"] = body if raw else json.dumps(body)
     event["headers"].update(headers or {})
@@ -85,3 +87,23 @@ def invoke(function_dir: str, event: dict[str, Any]) -> tuple[int, Any]:
     if "json" in content_type and body:
         body = json.loads(body)
     return response["statusCode"], body
+
+
+def cancel_event(session_id: str, *, user_id: str = "alice") -> dict[str, Any]:
+    event = get_event(session_id, user_id=user_id)
+    path = f"/payments/{session_id}/cancel"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = "POST"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /payments/{session_id}/cancel"
+    return event
+
+
+def list_event(*, user_id: str = "alice", **query: str) -> dict[str, Any]:
+    event = with_user(sample_event("get_payment"), user_id)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/payments"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /payments"
+    event.pop("pathParameters", None)
+    event["rawQueryString"] = urlencode(query)
+    if query:
+        event["queryStringParameters"] = dict(query)
+    return event

@@ -3,40 +3,48 @@
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common import dependencies
 from qpay_common.api import build_resolver, caller_user_id, public_base_url
-from qpay_common.api_models import CreatePaymentRequest, ErrorResponse, PaymentCreated
+from qpay_common.api_models import CreatePaymentRequest, PaymentCreated, error_responses
 from qpay_common.observability import logger, metrics
 
-app = build_resolver()
+router = Router()
 
 
-@app.post(
+@router.post(
     "/payments",
     summary="Create a payment",
+    description="Same Idempotency-Key and body: the same session again (200). Same key, other body: 409.",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": PaymentCreated}}},
-        400: {"description": "Invalid input", "content": {"application/json": {"model": ErrorResponse}}},
-        401: {"description": "No valid JWT", "content": {"application/json": {"model": ErrorResponse}}},
-        413: {"description": "Body over 64 KB", "content": {"application/json": {"model": ErrorResponse}}},
-        415: {"description": "Body is not JSON", "content": {"application/json": {"model": ErrorResponse}}},
-        502: {"description": "QPay unavailable", "content": {"application/json": {"model": ErrorResponse}}},
+        200: {"description": "Idempotent replay", "content": {"application/json": {"model": PaymentCreated}}},
+        **error_responses(400, 401, 409, 413, 415, 500, 502),
     },
 )
-def create_payment(request: Annotated[CreatePaymentRequest, Body()]) -> Response[PaymentCreated]:
-    session = dependencies.payments_service().create_payment(
-        user_id=caller_user_id(app),
+def create_payment(
+    request: Annotated[CreatePaymentRequest, Body()],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> Response[PaymentCreated]:
+    session, created = dependencies.payments_service().create_payment(
+        user_id=caller_user_id(router),
         request=request,
-        callback_base_url=public_base_url(app, dependencies.settings().public_base_url),
+        callback_base_url=public_base_url(router, dependencies.settings().public_base_url),
+        idempotency_key=idempotency_key,
     )
     return Response(
-        status_code=201,
+        status_code=201 if created else 200,
         content_type=content_types.APPLICATION_JSON,
         body=PaymentCreated.from_session(session).model_dump(mode="json"),
     )
+
+
+app = build_resolver(router)
 
 
 @logger.inject_lambda_context(clear_state=True)

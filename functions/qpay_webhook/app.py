@@ -7,32 +7,29 @@ QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates include
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common import dependencies
 from qpay_common.api import build_resolver
-from qpay_common.api_models import ErrorResponse
+from qpay_common.api_models import error_responses
 from qpay_common.observability import logger, metrics
 
-app = build_resolver()
+router = Router()
 
 
-@app.route(
+@router.route(
     "/webhooks/qpay",
     method=["GET", "POST"],
     summary="QPay payment callback",
+    security=[],
     responses={
         200: {
             "description": "Acknowledged: SUCCESS",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         },
-        401: {
-            "description": "Wrong or missing token",
-            "content": {"application/json": {"model": ErrorResponse}},
-        },
-        404: {"description": "Unknown session", "content": {"application/json": {"model": ErrorResponse}}},
-        502: {"description": "QPay unavailable", "content": {"application/json": {"model": ErrorResponse}}},
+        **error_responses(400, 401, 404, 500, 502),
     },
 )
 def qpay_callback(
@@ -43,6 +40,9 @@ def qpay_callback(
     logger.info("QPay callback", extra={"qpay_payment_id": qpay_payment_id})
     dependencies.payments_service().handle_callback(session_id, token)
     return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="SUCCESS")
+
+
+app = build_resolver(router)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -83,7 +83,12 @@ def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "QPayPayments",
         "POWERTOOLS_SERVICE_NAME": "qpay-payments",
     }
-    for name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    for name in (
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_EVENTBRIDGE",
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -106,14 +111,18 @@ class Aws:
             "Attributes"
         ]["QueueArn"]
         self.events_client.create_event_bus(Name=bus_name)
-        self.events_client.put_rule(Name="capture-all", EventBusName=bus_name, EventPattern='{"source": ["qpay.payments"]}')
+        self.events_client.put_rule(
+            Name="capture-all", EventBusName=bus_name, EventPattern='{"source": ["qpay.payments"]}'
+        )
         self.events_client.put_targets(
             Rule="capture-all", EventBusName=bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}]
         )
 
     def events(self) -> list[dict[str, Any]]:
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 return list(self._captured)
             for message in messages:
@@ -142,8 +151,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
 
 
 def free_port() -> int:
@@ -175,3 +182,69 @@ def dynamodb_local() -> Iterator[str]:
         yield engine.endpoint_url
     finally:
         engine.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_events() -> Iterator[str]:
+    """moto server as EventBridge, each bus copying its events to an inspection log group."""
+    from local.eventbridge import MotoServer, setup_event_buses
+
+    server = MotoServer(port=free_port())
+    server.start()
+    try:
+        setup_event_buses(server.client("events"), server.client("logs"), load_template(TEMPLATE))
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+class LiveAws:
+    """DynamoDB Local and moto's EventBridge, read back the way an operator would."""
+
+    def __init__(self, dynamodb_endpoint: str, events_endpoint: str) -> None:
+        self.dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=dynamodb_endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        self.events_endpoint = events_endpoint
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        item = self.dynamodb.get_item(
+            TableName="SessionsTable", Key={"session_id": {"S": session_id}}, ConsistentRead=True
+        )
+        return item.get("Item", {})
+
+    def orders(self, session_id: str) -> list[dict[str, Any]]:
+        from local.inspect import orders_for_session
+
+        return orders_for_session(self.dynamodb, session_id)
+
+    def settlements(self, session_id: str) -> list[dict[str, Any]]:
+        items = self.dynamodb.scan(TableName="OrdersTable", ConsistentRead=True)["Items"]
+        return [
+            item
+            for item in items
+            if item["kind"]["S"] == "settlement" and item["session_id"]["S"] == session_id
+        ]
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        from local.inspect import read_events
+
+        return read_events(self.events_endpoint, session_id=session_id)
+
+
+@pytest.fixture
+def live_aws(
+    app_env: dict[str, str], dynamodb_local: str, moto_events: str, monkeypatch: pytest.MonkeyPatch
+) -> LiveAws:
+    """The handlers in process against DynamoDB Local (real conditional writes and transactions)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_events)
+    dependencies.reset()
+    return LiveAws(dynamodb_local, moto_events)

@@ -16,7 +16,10 @@ BAD_BODIES = {
     "amount as a string": {"amount": "15000"},
     "amount as a float": {"amount": 150.5},
     "amount over the maximum": {"amount": 100_000_001},
-    "items not summing to amount": {"amount": 15000, "items": [{"name": "Tea", "quantity": 1, "unit_price": 7500}]},
+    "items not summing to amount": {
+        "amount": 15000,
+        "items": [{"name": "Tea", "quantity": 1, "unit_price": 7500}],
+    },
     "unknown field": {"amount": 15000, "currency": "USD"},
     "not an object": [1, 2, 3],
     "bad ebarimt receiver type": {"amount": 100, "ebarimt": {"receiver_type": "83"}},
@@ -116,6 +119,7 @@ def test_qpay_timing_out_is_502_within_the_budget(aws, sim, monkeypatch):
     status, body = invoke("create_payment", create_event({"amount": 15000}))
 
     assert status == 502
+    assert body["error"]["code"] == "QPAY_UNAVAILABLE"
     assert aws.items("SessionsTable") == []
 
 

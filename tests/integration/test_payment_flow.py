@@ -45,7 +45,8 @@ def test_paid_callback_ends_processed_with_one_order_and_one_event(aws, sim):
     payment = sim.pay(created["invoice_id"])
 
     status, answer = invoke(
-        "qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"]), qpay_payment_id=payment["payment_id"])
+        "qpay_webhook",
+        webhook_event(sim.callback_url(created["invoice_id"]), qpay_payment_id=payment["payment_id"]),
     )
 
     assert (status, answer) == (200, "SUCCESS")
@@ -85,7 +86,9 @@ def test_post_callbacks_with_a_json_body_are_accepted_too(aws, sim):
 
     status, answer = invoke(
         "qpay_webhook",
-        webhook_event(sim.callback_url(created["invoice_id"]), method="POST", body={"payment_id": payment["payment_id"]}),
+        webhook_event(
+            sim.callback_url(created["invoice_id"]), method="POST", body={"payment_id": payment["payment_id"]}
+        ),
     )
 
     assert (status, answer) == (200, "SUCCESS")
@@ -109,7 +112,11 @@ def test_wrong_or_missing_token_is_401_and_asks_qpay_nothing(aws, sim):
     sim.pay(created["invoice_id"])
     forged = url.split("&token=")[0] + "&token=forged"
 
-    for event in (webhook_event(forged), webhook_event(url.split("&token=")[0]), webhook_event("http://x/webhooks/qpay")):
+    for event in (
+        webhook_event(forged),
+        webhook_event(url.split("&token=")[0]),
+        webhook_event("http://x/webhooks/qpay"),
+    ):
         status, body = invoke("qpay_webhook", event)
         assert status == 401
         assert body["error"]["code"] == "UNAUTHORIZED"
@@ -122,7 +129,9 @@ def test_unknown_session_with_a_valid_token_is_404(aws, sim):
 
     from .conftest import WEBHOOK_SECRET
 
-    status, body = invoke("qpay_webhook", webhook_event(callback_url("http://x", WEBHOOK_SECRET, "ps_unknown")))
+    status, body = invoke(
+        "qpay_webhook", webhook_event(callback_url("http://x", WEBHOOK_SECRET, "ps_unknown"))
+    )
 
     assert status == 404
     assert body["error"]["code"] == "NOT_FOUND"

@@ -40,7 +40,9 @@ def cold_lambda(settings):
     transport = QPayTransport(
         settings.qpay_base_url, connect_timeout=3, read_timeout=10, max_attempts=3, budget_seconds=20
     )
-    return QPayTokenProvider(CacheStore(settings), QPayAuthClient(transport, "TEST_MERCHANT", "sim-secret")), transport
+    return QPayTokenProvider(
+        CacheStore(settings), QPayAuthClient(transport, "TEST_MERCHANT", "sim-secret")
+    ), transport
 
 
 def test_fifty_cold_lambdas_asking_at_once_cause_one_token_fetch(settings, sim):

@@ -2,13 +2,15 @@
 64 KB body limit, and the caller's identity from the JWT authorizer."""
 
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common.errors import ConfigurationError, PaymentError, Unauthorized
@@ -49,8 +51,12 @@ def _body_size(event: Any) -> int:
     return len(body.encode("utf-8"))
 
 
-def build_resolver() -> PaymentsResolver:
+def build_resolver(*routers: Router) -> PaymentsResolver:
+    """A resolver serving `routers`. Routes live on Routers so the OpenAPI function can gather
+    every function's routes into one document."""
     app = PaymentsResolver(enable_validation=True)
+    for router in routers:
+        app.include_router(router)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[Any]:
@@ -88,18 +94,19 @@ def build_resolver() -> PaymentsResolver:
     return app
 
 
-def caller_user_id(app: APIGatewayHttpResolver) -> str:
+def caller_user_id(app: BaseRouter) -> str:
     """The `sub` claim the JWT authorizer verified."""
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    event = cast(APIGatewayProxyEventV2, app.current_event)
+    claims = event.request_context.authorizer.jwt_claim or {}
     user_id = claims.get("sub")
     if not user_id:
         raise Unauthorized("missing caller identity")
     return str(user_id)
 
 
-def public_base_url(app: APIGatewayHttpResolver, configured: str | None) -> str:
+def public_base_url(app: BaseRouter, configured: str | None) -> str:
     """Where QPay should call back: the configured URL, else this API's own address."""
     if configured:
         return configured.rstrip("/")
-    domain = app.current_event.request_context.domain_name
+    domain = cast(APIGatewayProxyEventV2, app.current_event).request_context.domain_name
     return f"https://{domain}"

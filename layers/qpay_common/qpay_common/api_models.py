@@ -126,6 +126,11 @@ class PaymentView(BaseModel):
         )
 
 
+class PaymentList(BaseModel):
+    items: list[PaymentView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
 class ErrorDetail(BaseModel):
     loc: list[str | int] = Field(default_factory=list)
     msg: str
@@ -140,3 +145,24 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give, all in the contract's shape."""
+    descriptions = {
+        400: "Invalid input",
+        401: "Missing or invalid credentials",
+        404: "Unknown, or not the caller's",
+        409: "Conflicts with the session's state or an earlier request",
+        413: "Body over 64 KB",
+        415: "Body is not JSON",
+        500: "Internal error",
+        502: "QPay unavailable",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {"application/json": {"model": ErrorResponse}},
+        }
+        for status in statuses
+    }

@@ -45,7 +45,9 @@ def payments_service() -> PaymentsService:
     config = settings()
     secrets = credentials()
     qpay = QPayClient(qpay_transport(config), token_provider(config, secrets))
-    return PaymentsService(config, secrets, SessionsRepository(config), qpay, EventPublisher(config))
+    return PaymentsService(
+        config, secrets, SessionsRepository(config), CacheStore(config), qpay, EventPublisher(config)
+    )
 
 
 def reset() -> None:

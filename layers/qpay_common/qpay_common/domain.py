@@ -106,6 +106,6 @@ class Order(BaseModel):
     paid_amount: int
     currency: str
     payment_ids: list[str]
-    items: list[LineItem]
-    metadata: dict[str, Any] | None
+    items: list[LineItem] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
     created_at: str

@@ -46,6 +46,10 @@ class SessionExpired(PaymentError):
     code = "EXPIRED"
 
 
+class NotCancellable(PaymentError):
+    code = "NOT_CANCELLABLE"
+
+
 class IdempotencyConflict(PaymentError):
     code = "IDEMPOTENCY_CONFLICT"
 

@@ -10,6 +10,7 @@ from qpay_common.errors import (
     AlreadyPaid,
     IdempotencyConflict,
     InvalidRequest,
+    NotCancellable,
     PayloadTooLarge,
     PaymentError,
     QPayUnavailable,
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: dict[type[PaymentError], HTTPStatus] = {
     AlreadyPaid: HTTPStatus.CONFLICT,
     SessionExpired: HTTPStatus.CONFLICT,
     IdempotencyConflict: HTTPStatus.CONFLICT,
+    NotCancellable: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     QPayUnavailable: HTTPStatus.BAD_GATEWAY,
 }

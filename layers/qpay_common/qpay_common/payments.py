@@ -5,13 +5,19 @@ has one winner: every transition is a conditional write, and the loser re-reads 
 from whatever state the winner left.
 """
 
+import base64
+import binascii
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
 from qpay_common.api_models import CreatePaymentRequest
+from qpay_common.cache import CacheStore
 from qpay_common.credentials import QPayCredentials
 from qpay_common.domain import (
     AMOUNT_MISMATCH,
@@ -28,9 +34,15 @@ from qpay_common.domain import (
     utc_now,
 )
 from qpay_common.errors import (
+    AlreadyPaid,
     ConfigurationError,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotCancellable,
     QPayError,
+    QPayRejected,
     QPayUnavailable,
+    SessionExpired,
     SessionNotFound,
     StaleSession,
     Unauthorized,
@@ -49,6 +61,8 @@ MAX_RACE_RETRIES = 5
 EMIT_LEASE_SECONDS = 30
 # A session that never got its invoice is purged by TTL even if deleting it failed.
 UNFINISHED_PURGE_DAYS = 1
+# QPay's answers to cancelling an invoice that mean "nothing left to cancel".
+ALREADY_GONE = frozenset({"INVOICE_NOTFOUND", "INVOICE_ALREADY_CANCELED", "INVOICE_ALREADY_CANCELLED"})
 
 FaultHook = Callable[[str, PaymentSession], None]
 
@@ -59,6 +73,7 @@ class PaymentsService:
         settings: Settings,
         credentials: QPayCredentials,
         repository: SessionsRepository,
+        cache: CacheStore,
         qpay: QPayClient,
         publisher: EventPublisher,
         *,
@@ -68,17 +83,53 @@ class PaymentsService:
         self._settings = settings
         self._credentials = credentials
         self._repository = repository
+        self._cache = cache
         self._qpay = qpay
         self._publisher = publisher
         self._clock = clock
         # A seam for crash-injection tests: called with a stage name at the points a Lambda can die.
         self.fault_hook = fault_hook
+        self.emit_lease_seconds = EMIT_LEASE_SECONDS
 
     def create_payment(
-        self, user_id: str, request: CreatePaymentRequest, callback_base_url: str
+        self,
+        user_id: str,
+        request: CreatePaymentRequest,
+        callback_base_url: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[PaymentSession, bool]:
+        """The session, and whether this call created it (False: an Idempotency-Key replay)."""
+        if idempotency_key is None:
+            return self._create_payment(user_id, request, callback_base_url, new_session_id()), True
+        key = f"idem#{user_id}#{idempotency_key}"
+        fingerprint = hashlib.sha256(
+            json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+        session_id = new_session_id()
+        expires_at = time.time() + self._settings.idempotency_ttl_hours * 3600
+        claimed = {"fingerprint": fingerprint, "session_id": session_id}
+        if self._cache.put_if_absent(key, claimed, expires_at=expires_at):
+            try:
+                return self._create_payment(user_id, request, callback_base_url, session_id), True
+            except Exception:
+                # Nothing was created, so the same key may be retried.
+                self._cache.delete(key)
+                raise
+        found = self._cache.get(key)
+        if found is None:
+            raise IdempotencyConflict("a request with this Idempotency-Key just finished; retry it")
+        earlier = found[0]
+        if earlier.get("fingerprint") != fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        session = self._repository.get(str(earlier.get("session_id")))
+        if session is None or session.status == PaymentStatus.CREATING:
+            raise IdempotencyConflict("a request with this Idempotency-Key is still in progress")
+        return session, False
+
+    def _create_payment(
+        self, user_id: str, request: CreatePaymentRequest, callback_base_url: str, session_id: str
     ) -> PaymentSession:
         now = self._clock()
-        session_id = new_session_id()
         invoice_request = self._invoice_request(session_id, request, callback_base_url)
         session = self._repository.create(
             PaymentSession(
@@ -127,11 +178,98 @@ class PaymentsService:
         return session
 
     def get_payment(self, user_id: str, session_id: str) -> PaymentSession:
+        """The caller's session; while PENDING, asks QPay at most once per poll interval."""
+        session = self._owned_session(user_id, session_id)
+        if session.status == PaymentStatus.PAID:
+            return self.fulfil(session)  # verified already: no QPay call needed
+        if session.status != PaymentStatus.PENDING:
+            return session  # CANCELLED, EXPIRED, PROCESSED, FAILED: QPay is not asked
+        throttle_until = time.time() + self._settings.status_poll_interval_seconds
+        if not self._cache.put_if_absent(f"poll#{session_id}", {}, expires_at=throttle_until):
+            return session
+        try:
+            return self.confirm_with_qpay(session, source="status")
+        except QPayUnavailable:
+            # A read must not fail because QPay is slow; the webhook or reconcile will catch up.
+            return session
+
+    def list_payments(
+        self, user_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[PaymentSession], str | None]:
+        start_key = self._decode_cursor(user_id, cursor) if cursor else None
+        sessions, last_key = self._repository.list_for_user(user_id, limit=limit, start_key=start_key)
+        next_cursor = None
+        if last_key is not None:
+            next_cursor = base64.urlsafe_b64encode(json.dumps(last_key).encode()).decode().rstrip("=")
+        return sessions, next_cursor
+
+    def cancel_payment(self, user_id: str, session_id: str) -> PaymentSession:
+        session = self._owned_session(user_id, session_id)
+        for _ in range(MAX_RACE_RETRIES):
+            if session.status == PaymentStatus.CANCELLED:
+                return session  # cancel is idempotent
+            if session.status in (PaymentStatus.PAID, PaymentStatus.PROCESSED):
+                raise AlreadyPaid("the payment is already paid")
+            if session.status == PaymentStatus.EXPIRED:
+                raise SessionExpired("the payment session has expired")
+            if session.status != PaymentStatus.PENDING:
+                raise NotCancellable(f"a {session.status.value} payment cannot be cancelled")
+            now = self._clock()
+            try:
+                session = self._repository.transition(
+                    session,
+                    expected=PaymentStatus.PENDING,
+                    changes={
+                        "status": PaymentStatus.CANCELLED.value,
+                        "cancelled_at": iso(now),
+                        "updated_at": iso(now),
+                        "purge_at": purge_epoch(now, self._settings.purge_after_days),
+                    },
+                )
+                break
+            except StaleSession:
+                session = self._reload(session)
+        session = self.cancel_upstream(session, source="cancel")
+        if session.status in (PaymentStatus.PAID, PaymentStatus.PROCESSED):
+            raise AlreadyPaid("the payment arrived before the cancel and has been fulfilled")
+        return session
+
+    def cancel_upstream(self, session: PaymentSession, *, source: str) -> PaymentSession:
+        """Best effort: a cancelled invoice makes late payments rare. INVOICE_PAID means money
+        arrived: settle it (policy A) instead of voiding anything."""
+        if session.invoice_id is None:
+            return session
+        try:
+            self._qpay.cancel_invoice(session.invoice_id)
+        except QPayRejected as exc:
+            if exc.code == "INVOICE_PAID":
+                return self.confirm_with_qpay(session, source=source)
+            if exc.code not in ALREADY_GONE:
+                logger.warning("QPay refused to cancel the invoice", extra={"qpay_code": exc.code})
+        except QPayError as exc:
+            count("QPayErrors", operation="cancel_invoice")
+            logger.warning("QPay invoice cancel failed; reconcile keeps watching", extra={"error": str(exc)})
+        return session
+
+    def _owned_session(self, user_id: str, session_id: str) -> PaymentSession:
         session = self._repository.get(session_id)
         # Someone else's session answers exactly like a missing one, so ids cannot be probed.
         if session is None or session.status == PaymentStatus.CREATING or session.user_id != user_id:
             raise SessionNotFound()
         return session
+
+    @staticmethod
+    def _decode_cursor(user_id: str, cursor: str) -> dict[str, Any]:
+        try:
+            key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            owner = key["user_id"]["S"]
+            if not isinstance(key["session_id"]["S"], str) or not isinstance(key["created_at"]["S"], str):
+                raise TypeError
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            raise InvalidRequest("cursor is not one this API returned") from None
+        if owner != user_id:
+            raise InvalidRequest("cursor is not one this API returned")
+        return {name: key[name] for name in ("user_id", "session_id", "created_at")}
 
     def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
         """QPay's callback is a hint to look; QPay's payment check is the proof."""
@@ -195,7 +333,10 @@ class PaymentsService:
                     self._fault("before_order", session)
                     order = self._order_for(session)
                     session = self._repository.record_fulfilment(
-                        session, order, lease_until=now + EMIT_LEASE_SECONDS, updated_at=iso(self._clock())
+                        session,
+                        order,
+                        lease_until=now + self.emit_lease_seconds,
+                        updated_at=iso(self._clock()),
                     )
                 else:
                     if session.emit_lease_until is not None and session.emit_lease_until > now:
@@ -204,7 +345,7 @@ class PaymentsService:
                         session,
                         expected=PaymentStatus.PAID,
                         changes={
-                            "emit_lease_until": now + EMIT_LEASE_SECONDS,
+                            "emit_lease_until": now + self.emit_lease_seconds,
                             "updated_at": iso(self._clock()),
                         },
                     )

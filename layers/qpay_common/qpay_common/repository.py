@@ -150,6 +150,22 @@ class SessionsRepository:
             raise StaleSession(session.session_id)
         return fresh
 
+    def list_for_user(
+        self, user_id: str, *, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[PaymentSession], dict[str, Any] | None]:
+        """Newest first, from the by_user index (never a Scan). Sessions still being created are
+        filtered out, so a page can hold fewer than `limit` items while more follow."""
+        results = self._sessions.by_user.query(
+            user_id,
+            scan_index_forward=False,
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=start_key,
+            filter_condition=self._sessions.status != PaymentStatus.CREATING.value,
+        )
+        sessions = [self._to_session(item) for item in results]
+        return sessions, results.last_evaluated_key
+
     def get_order(self, order_id: str) -> Order | None:
         try:
             item = self._orders.get(f"order#{order_id}", consistent_read=True)

@@ -47,6 +47,9 @@ class Settings(BaseModel):
     public_base_url: str | None = Field(alias="PUBLIC_BASE_URL", default=None)
     session_expiry_minutes: int = Field(alias="SESSION_EXPIRY_MINUTES", default=30, ge=1)
     purge_after_days: int = Field(alias="PURGE_AFTER_DAYS", default=30, ge=1)
+    # A client polling GET /payments/{id} causes at most one QPay payment check per this interval.
+    status_poll_interval_seconds: int = Field(alias="STATUS_POLL_INTERVAL_SECONDS", default=5, ge=1)
+    idempotency_ttl_hours: int = Field(alias="IDEMPOTENCY_TTL_HOURS", default=24, ge=1)
 
     @field_validator(
         "dynamodb_endpoint_url",

@@ -1,0 +1,37 @@
+"""POST /payments/{session_id}/cancel: PENDING -> CANCELLED (idempotent), then the QPay invoice."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qpay_common import dependencies
+from qpay_common.api import build_resolver, caller_user_id
+from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.observability import logger, metrics
+
+router = Router()
+
+
+@router.post(
+    "/payments/<session_id>/cancel",
+    summary="Cancel a payment",
+    description="409 ALREADY_PAID once paid (also when the payment arrives during the cancel), 409 EXPIRED.",
+    responses={
+        200: {"description": "Cancelled", "content": {"application/json": {"model": PaymentView}}},
+        **error_responses(400, 401, 404, 409, 500),
+    },
+)
+def cancel_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
+    session = dependencies.payments_service().cancel_payment(caller_user_id(router), session_id)
+    return PaymentView.from_session(session)
+
+
+app = build_resolver(router)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

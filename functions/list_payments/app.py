@@ -1,0 +1,43 @@
+"""GET /payments?limit=&cursor=: the caller's own sessions, newest first."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qpay_common import dependencies
+from qpay_common.api import build_resolver, caller_user_id
+from qpay_common.api_models import PaymentList, PaymentView, error_responses
+from qpay_common.observability import logger, metrics
+
+router = Router()
+
+
+@router.get(
+    "/payments",
+    summary="List my payments",
+    responses={
+        200: {"description": "A page of sessions", "content": {"application/json": {"model": PaymentList}}},
+        **error_responses(400, 401, 500),
+    },
+)
+def list_payments(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> PaymentList:
+    sessions, next_cursor = dependencies.payments_service().list_payments(
+        caller_user_id(router), limit=limit, cursor=cursor
+    )
+    return PaymentList(
+        items=[PaymentView.from_session(session) for session in sessions], next_cursor=next_cursor
+    )
+
+
+app = build_resolver(router)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

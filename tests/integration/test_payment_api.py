@@ -1,0 +1,259 @@
+"""Status, cancel, listing and Idempotency-Key (ARCHITECTURE sections 2 and 3)."""
+
+import pytest
+
+from tests.support import cancel_event, create_event, get_event, invoke, list_event, webhook_event
+
+pytestmark = pytest.mark.integration
+
+
+def create(amount=15000, user_id="alice", headers=None, **extra):
+    status, body = invoke(
+        "create_payment", create_event({"amount": amount, **extra}, user_id=user_id, headers=headers)
+    )
+    assert status in (200, 201), body
+    return body
+
+
+def read(session_id, user_id="alice"):
+    return invoke("get_payment", get_event(session_id, user_id=user_id))
+
+
+def cancel(session_id, user_id="alice"):
+    return invoke("cancel_payment", cancel_event(session_id, user_id=user_id))
+
+
+class TestStatus:
+    def test_a_pending_read_finds_a_payment_whose_callback_never_came(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])  # no callback
+
+        status, view = read(created["session_id"])
+
+        assert status == 200
+        assert view["status"] == "PROCESSED"
+        assert view["order_id"]
+        assert len(aws.orders()) == 1
+        assert len(aws.events()) == 1
+
+    def test_polling_every_moment_asks_qpay_at_most_once_per_interval(self, aws, sim):
+        created = create()
+
+        answers = [read(created["session_id"]) for _ in range(10)]
+
+        assert all(status == 200 and view["status"] == "PENDING" for status, view in answers)
+        assert sim.calls("POST /v2/payment/check") == 1
+
+    def test_terminal_sessions_never_ask_qpay(self, aws, sim):
+        created = create()
+        cancel(created["session_id"])
+        checks = sim.calls("POST /v2/payment/check")
+
+        for _ in range(3):
+            status, view = read(created["session_id"])
+            assert (status, view["status"]) == (200, "CANCELLED")
+
+        assert sim.calls("POST /v2/payment/check") == checks
+
+    def test_qpay_down_during_a_read_still_answers_the_stored_state(self, aws, sim):
+        created = create()
+        sim.faults({"path": "/v2/payment/check", "status": 503})
+
+        status, view = read(created["session_id"])
+
+        assert (status, view["status"]) == (200, "PENDING")
+
+    def test_the_view_never_carries_the_ebarimt_receiver(self, aws, sim):
+        created = create(ebarimt={"receiver_type": "CITIZEN", "receiver": "88112233"})
+
+        status, view = read(created["session_id"])
+
+        assert status == 200
+        assert "88112233" not in str(view)
+        assert set(view) >= {
+            "session_id",
+            "status",
+            "amount",
+            "paid_amount",
+            "currency",
+            "created_at",
+            "expires_at",
+            "paid_at",
+            "cancelled_at",
+            "order_id",
+            "ebarimt",
+        }
+
+
+class TestCancel:
+    def test_cancel_is_idempotent_and_cancels_the_qpay_invoice(self, aws, sim):
+        created = create()
+
+        first = cancel(created["session_id"])
+        second = cancel(created["session_id"])
+
+        assert first[0] == 200
+        assert first[1]["status"] == "CANCELLED"
+        assert first[1]["cancelled_at"]
+        assert second[0] == 200
+        assert second[1]["cancelled_at"] == first[1]["cancelled_at"]
+        assert sim.invoice(created["invoice_id"])["status"] == "CANCELLED"
+
+    def test_cancel_then_pay_is_still_fulfilled(self, aws, sim):
+        created = create()
+        cancel(created["session_id"])
+        payment = sim.pay(created["invoice_id"])
+
+        status, _ = invoke(
+            "qpay_webhook",
+            webhook_event(sim.callback_url(created["invoice_id"]), qpay_payment_id=payment["payment_id"]),
+        )
+
+        assert status == 200
+        assert read(created["session_id"])[1]["status"] == "PROCESSED"
+        assert len(aws.orders()) == 1
+
+    def test_cancelling_a_processed_session_is_409_already_paid(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])
+        read(created["session_id"])
+
+        status, body = cancel(created["session_id"])
+
+        assert status == 409
+        assert body["error"]["code"] == "ALREADY_PAID"
+
+    def test_money_arriving_before_the_cancel_reaches_qpay_is_settled_not_voided(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])  # paid, callback lost, nobody polled yet
+
+        status, body = cancel(created["session_id"])
+
+        assert status == 409
+        assert body["error"]["code"] == "ALREADY_PAID"
+        assert read(created["session_id"])[1]["status"] == "PROCESSED"
+        assert len(aws.orders()) == 1
+
+    def test_another_users_session_cannot_be_read_or_cancelled(self, aws, sim):
+        created = create(user_id="alice")
+
+        assert read(created["session_id"], user_id="bob")[0] == 404
+        assert cancel(created["session_id"], user_id="bob")[0] == 404
+        assert read(created["session_id"], user_id="alice")[1]["status"] == "PENDING"
+
+    def test_qpay_down_during_cancel_still_cancels_locally(self, aws, sim):
+        created = create()
+        sim.faults({"path": "/v2/invoice/*", "method": "DELETE", "status": 503})
+
+        status, view = cancel(created["session_id"])
+
+        assert (status, view["status"]) == (200, "CANCELLED")
+
+
+class TestIdempotency:
+    def test_five_retries_with_one_key_make_one_session_and_one_invoice(self, aws, sim):
+        headers = {"idempotency-key": "order-123-attempt"}
+
+        answers = [
+            invoke("create_payment", create_event({"amount": 15000}, headers=headers)) for _ in range(5)
+        ]
+
+        assert [status for status, _ in answers] == [201, 200, 200, 200, 200]
+        assert len({body["session_id"] for _, body in answers}) == 1
+        assert all(body == answers[0][1] for _, body in answers)
+        assert sim.calls("POST /v2/invoice") == 1
+        assert len(aws.items("SessionsTable")) == 1
+
+    def test_the_same_key_with_another_body_is_409(self, aws, sim):
+        headers = {"idempotency-key": "k-1"}
+        invoke("create_payment", create_event({"amount": 15000}, headers=headers))
+
+        status, body = invoke("create_payment", create_event({"amount": 16000}, headers=headers))
+
+        assert status == 409
+        assert body["error"]["code"] == "IDEMPOTENCY_CONFLICT"
+        assert sim.calls("POST /v2/invoice") == 1
+
+    def test_keys_are_scoped_per_user(self, aws, sim):
+        headers = {"idempotency-key": "shared"}
+
+        alice = invoke("create_payment", create_event({"amount": 100}, user_id="alice", headers=headers))
+        bob = invoke("create_payment", create_event({"amount": 100}, user_id="bob", headers=headers))
+
+        assert (alice[0], bob[0]) == (201, 201)
+        assert alice[1]["session_id"] != bob[1]["session_id"]
+
+    def test_a_key_whose_first_try_failed_at_qpay_can_be_retried(self, aws, sim):
+        headers = {"idempotency-key": "retry-after-502"}
+        sim.faults({"path": "/v2/invoice", "status": 503, "times": 1})
+
+        first = invoke("create_payment", create_event({"amount": 100}, headers=headers))
+        second = invoke("create_payment", create_event({"amount": 100}, headers=headers))
+
+        assert (first[0], second[0]) == (502, 201)
+
+    def test_the_idempotency_record_expires_by_ttl(self, aws, sim):
+        invoke("create_payment", create_event({"amount": 100}, headers={"idempotency-key": "ttl"}))
+
+        record = next(item for item in aws.items("CacheTable") if item["pk"]["S"].startswith("idem#"))
+
+        assert record["pk"]["S"] == "idem#alice#ttl"
+        assert int(record["expires_at"]["N"]) > 0
+
+
+class TestList:
+    def test_lists_only_my_sessions_newest_first_with_a_cursor(self, aws, sim):
+        mine = [create(amount=100 + n)["session_id"] for n in range(5)]
+        create(user_id="bob")
+
+        status, first = invoke("list_payments", list_event(limit="2"))
+        assert status == 200
+        _, second = invoke("list_payments", list_event(limit="2", cursor=first["next_cursor"]))
+        _, third = invoke("list_payments", list_event(limit="2", cursor=second["next_cursor"]))
+
+        listed = [item["session_id"] for page in (first, second, third) for item in page["items"]]
+        assert listed == list(reversed(mine))
+        assert (
+            third["next_cursor"] is None
+            or invoke("list_payments", list_event(cursor=third["next_cursor"]))[1]["items"] == []
+        )
+
+    def test_a_cursor_from_another_user_or_garbage_is_400(self, aws, sim):
+        create(user_id="bob")
+        create(user_id="bob")
+        _, bobs = invoke("list_payments", list_event(user_id="bob", limit="1"))
+
+        for cursor in (bobs["next_cursor"], "garbage", "eyJ4IjoxfQ"):
+            status, body = invoke("list_payments", list_event(cursor=cursor))
+            assert status == 400
+            assert body["error"]["code"] == "VALIDATION_ERROR"
+
+    @pytest.mark.parametrize("limit", ["0", "101", "ten"])
+    def test_a_bad_limit_is_400(self, aws, sim, limit):
+        status, body = invoke("list_payments", list_event(limit=limit))
+
+        assert status == 400
+        assert body["error"]["code"] == "VALIDATION_ERROR"
+
+
+class TestQPayFlakiness:
+    def test_payment_check_failing_three_times_then_ok_still_ends_processed(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])
+        sim.faults({"path": "/v2/payment/check", "status": 503, "times": 3})
+
+        status, answer = invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
+
+        assert (status, answer) == (200, "SUCCESS")
+        assert read(created["session_id"])[1]["status"] == "PROCESSED"
+
+    def test_payment_check_failing_throughout_leaves_pending_and_answers_502(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])
+        sim.faults({"path": "/v2/payment/check", "status": 503})
+
+        status, body = invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
+
+        assert status == 502
+        assert body["error"]["code"] == "QPAY_UNAVAILABLE"
+        assert aws.session(created["session_id"])["status"]["S"] == "PENDING"

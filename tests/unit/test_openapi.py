@@ -1,0 +1,54 @@
+"""GET /openapi.json: generated from the routers the handlers validate with, valid, and covering
+every route of template.yaml with every status code the API answers."""
+
+import json
+
+import pytest
+from openapi_spec_validator import validate
+
+from functions.openapi.app import openapi_schema
+from local.template import load_template
+from tests.support import TEMPLATE, LambdaContext, sample_event
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_document_is_valid_openapi():
+    validate(openapi_schema())
+
+
+def test_every_route_of_the_template_is_documented():
+    documented = {
+        (method.upper(), path)
+        for path, operations in openapi_schema()["paths"].items()
+        for method in operations
+    }
+    routes = {(route.method, route.path) for route in load_template(TEMPLATE).routes}
+
+    assert routes
+    assert routes <= documented
+
+
+def test_error_answers_are_documented_in_the_contract_shape_and_422_is_not():
+    paths = openapi_schema()["paths"]
+    create = paths["/payments"]["post"]["responses"]
+
+    assert {"201", "200", "400", "401", "409", "413", "415", "502"} <= set(create)
+    assert all("422" not in operation["responses"] for ops in paths.values() for operation in ops.values())
+    error_schema = create["400"]["content"]["application/json"]["schema"]
+    assert error_schema["$ref"].endswith("/ErrorResponse")
+
+
+def test_the_handler_serves_the_document():
+    from functions.openapi import app
+
+    event = sample_event("get_payment")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/openapi.json"
+    event["routeKey"] = "GET /openapi.json"
+    event.pop("pathParameters")
+    event["requestContext"].pop("authorizer")
+
+    response = app.lambda_handler(event, LambdaContext())
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["info"]["title"] == "QPay payments API"
