@@ -62,7 +62,7 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 	@$(PY) -m local.dev_token $(USER)
 
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
-	@$(PY) -m local.inspect session $(SESSION)
+	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
 test: install lint validate unit integration e2e ## Lint, validate the template, run every test suite
 	@echo "==> make test: all green"

@@ -1,0 +1,349 @@
+"""`make run`: the whole application on this machine, with no AWS account and no Docker.
+
+    python -m local.stack [--api-port 3000 --invoke-port 3001 --dynamodb-port 8000
+                           --moto-port 5000 --simulator-port 3100 --template template.yaml]
+
+Starts DynamoDB Local (tables from template.yaml), moto (event buses + an inspection log group),
+the QPay simulator, then imports the real handlers and serves them through the HTTP API front
+door, the Lambda Invoke API and the schedules. Prints a banner, then the line
+`LOCAL STACK READY`, and runs until SIGINT/SIGTERM (exit 0). If a child process dies on its
+own, the stack stops everything and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local.dynamodb_local import REPO_ROOT, DynamoDBLocal
+from local.endpoints import LocalPorts, port_is_free
+from local.environment import apply_environment, build_handler_environment, child_process_environment
+from local.eventbridge import INSPECT_LOG_GROUP, MotoServer, setup_event_buses
+from local.front_door import FrontDoor
+from local.functions import FunctionRuntime
+from local.jwt_auth import JwtSettings
+from local.lambda_invoke import LambdaInvokeApi
+from local.processes import ManagedProcess, ProcessError
+from local.scheduler import ScheduleError, Scheduler, SchedulerSettings
+from local.template import Template, TemplateError, create_tables, load_template
+
+logger = logging.getLogger("local.stack")
+
+READY_LINE = "LOCAL STACK READY"
+SIMULATOR_MODULE = "local.qpay_simulator"
+SIMULATOR_SETTINGS = {
+    "QPAY_CLIENT_ID": "QPAY_SIM_CLIENT_ID",
+    "QPAY_CLIENT_SECRET": "QPAY_SIM_CLIENT_SECRET",
+    "QPAY_INVOICE_CODE": "QPAY_SIM_INVOICE_CODE",
+}
+
+
+class LocalStackError(Exception):
+    """The stack cannot start; the message says what to do."""
+
+
+class _Interrupted(Exception):
+    """A stop signal arrived while the stack was still starting."""
+
+
+def default_simulator_command(port: int, host: str) -> list[str]:
+    return [sys.executable, "-m", SIMULATOR_MODULE, "--host", host, "--port", str(port)]
+
+
+def check_ports(ports: LocalPorts) -> None:
+    """Fail early, naming the port and how to change it, rather than half-starting."""
+    described = ports.described()
+    seen: dict[int, str] = {}
+    for what, port, _ in described:
+        if port in seen:
+            raise LocalStackError(f"{what} and {seen[port]} are both configured for port {port}")
+        seen[port] = what
+    busy = [
+        f"port {port} ({what}; change it with {how})"
+        for what, port, how in described
+        if not port_is_free(port)
+    ]
+    if busy:
+        raise LocalStackError(
+            "already in use: "
+            + ", ".join(busy)
+            + ". Is another `make run` (or DynamoDB Local, moto) running?"
+        )
+
+
+class LocalStack:
+    def __init__(
+        self,
+        template_path: str | Path,
+        ports: LocalPorts,
+        *,
+        simulator_command: Sequence[str] | None = None,
+        repo_root: Path = REPO_ROOT,
+    ):
+        self.template_path = Path(template_path)
+        self.ports = ports
+        self.simulator_cmd = list(simulator_command or default_simulator_command(ports.simulator, ports.host))
+        self.repo_root = repo_root
+        self.template: Template | None = None
+        self.dynamodb: DynamoDBLocal | None = None
+        self.moto: MotoServer | None = None
+        self.simulator: ManagedProcess | None = None
+        self.runtime: FunctionRuntime | None = None
+        self.front_door: FrontDoor | None = None
+        self.invoke_api: LambdaInvokeApi | None = None
+        self.scheduler: Scheduler | None = None
+        self.import_failures: dict[str, Exception] = {}
+        self.tables: list[str] = []
+        self.buses: list[str] = []
+
+    def start(self) -> None:
+        scheduler_settings = SchedulerSettings.from_env()
+        jwt_settings = JwtSettings.from_env()
+        self.template = template = load_template(self.template_path)
+        check_ports(self.ports)
+
+        self.dynamodb = DynamoDBLocal(self.ports.dynamodb, host=self.ports.host, repo_root=self.repo_root)
+        self.dynamodb.start()
+        create_tables(self.dynamodb.client(), template)
+        self.tables = list(template.tables)
+
+        self.moto = MotoServer(self.ports.moto, host=self.ports.host)
+        self.moto.start()
+        self.buses = setup_event_buses(self.moto.client("events"), self.moto.client("logs"), template)
+
+        handler_environment = build_handler_environment(template, self.ports)
+        self._start_simulator(handler_environment)
+
+        # Handlers read their settings at import: the environment must be final before loading them.
+        apply_environment(handler_environment)
+        self.runtime = FunctionRuntime(template)
+        self.import_failures = dict(self.runtime.load_all())
+
+        self.front_door = FrontDoor(
+            template, self.runtime, host=self.ports.host, port=self.ports.api, jwt_settings=jwt_settings
+        )
+        self.front_door.start()
+        self.invoke_api = LambdaInvokeApi(self.runtime, host=self.ports.host, port=self.ports.invoke)
+        self.invoke_api.start()
+        self.scheduler = Scheduler(self.runtime, template.schedules, scheduler_settings)
+        self.scheduler.start()
+
+    def _start_simulator(self, handler_environment: dict[str, str]) -> None:
+        health_url = f"{self.ports.simulator_url}/_sim/health"
+        environment = child_process_environment(self.ports)
+        # The simulator accepts the merchant credentials and invoice code the handlers will send,
+        # also when the user overrides them in the shell of `make run`.
+        for handler_name, simulator_name in SIMULATOR_SETTINGS.items():
+            if handler_environment.get(handler_name):
+                environment[simulator_name] = handler_environment[handler_name]
+        self.simulator = ManagedProcess(
+            "qpay-simulator",
+            self.simulator_cmd,
+            cwd=self.repo_root,
+            env=environment,
+            output_level=logging.INFO,
+        )
+        self.simulator.start()
+        self.simulator.wait_until_ready(
+            lambda: requests.get(health_url, timeout=1).status_code == 200,
+            timeout_s=30,
+            what=f"the QPay simulator on port {self.ports.simulator}",
+        )
+        logger.info("QPay simulator ready at %s", self.ports.simulator_url)
+
+    def children(self) -> list[ManagedProcess]:
+        parts = [self.dynamodb.process if self.dynamodb else None, self.moto.process if self.moto else None]
+        return [child for child in [*parts, self.simulator] if child is not None]
+
+    def dead_child(self) -> ManagedProcess | None:
+        """A child that exited without being told to stop."""
+        return next(
+            (child for child in self.children() if not child.stopping and not child.is_running()), None
+        )
+
+    def stop(self) -> None:
+        """Stop everything that was started, newest first. Safe after a failed start."""
+        for part in (self.scheduler, self.front_door, self.invoke_api):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    logger.exception("could not stop %s cleanly", type(part).__name__)
+        for child in (self.simulator, self.moto, self.dynamodb):
+            if child is not None:
+                child.stop()
+
+    def banner(self) -> str:
+        assert self.template is not None
+        template, ports = self.template, self.ports
+        lines = [f"QPay local stack (template: {template.path})", ""]
+        lines.append(f"  HTTP API front door   {ports.api_url}")
+        width = max((len(route.route_key) for route in template.routes), default=0)
+        for route in template.routes:
+            auth = "JWT" if route.auth_required else "public"
+            lines.append(f"      {route.route_key:<{width}}  -> {route.function_id} ({auth})")
+        lines.append(
+            f"  Lambda Invoke API     {ports.invoke_url}  functions: {', '.join(template.functions)}"
+        )
+        lines.append(f"  DynamoDB Local        {ports.dynamodb_url}  tables: {', '.join(self.tables)}")
+        lines.append(
+            f"  moto                  {ports.moto_url}  event buses: {', '.join(self.buses)}"
+            f" (events copied to log group {INSPECT_LOG_GROUP})"
+        )
+        lines.append(
+            f"  QPay simulator        {ports.simulator_url}/v2  control API: {ports.simulator_url}/_sim/..."
+        )
+        for description in self.scheduler.describe() if self.scheduler else []:
+            lines.append(f"  schedule              {description}")
+        for function_id, error in self.import_failures.items():
+            first_line = str(error).splitlines()[0]
+            lines.append(f"  WARNING {function_id} could not be imported ({first_line}); its calls fail")
+        lines += ["", *self._walkthrough(), "", "Ctrl-C stops everything."]
+        return "\n".join(lines)
+
+    def _walkthrough(self) -> list[str]:
+        assert self.template is not None
+        ports = self.ports
+        api, sim, invoke = ports.api_url, ports.simulator_url, ports.invoke_url
+        scheduled = [schedule.function_id for schedule in self.template.schedules]
+        example_function = (scheduled or list(self.template.functions) or ["FunctionName"])[0]
+        extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
+        lines = ["Try it, in another terminal in this folder:"]
+        if ports != LocalPorts(host=ports.host):
+            exports = " ".join(
+                f"{variable}={getattr(ports, name)}"
+                for name, variable in (
+                    ("api", "LOCAL_API_PORT"),
+                    ("dynamodb", "LOCAL_DYNAMODB_PORT"),
+                    ("moto", "LOCAL_MOTO_PORT"),
+                )
+            )
+            lines.append(f"  0. export {exports}    # so make inspect finds this stack")
+        lines += [
+            "  1. TOKEN=$(make -s token USER=alice)",
+            f'  2. RESP=$(curl -s -X POST {api}/payments -H "Authorization: Bearer $TOKEN" '
+            '-H \'Content-Type: application/json\' -d \'{"amount": 15000, "description": "Order #123"}\')',
+            '     echo "$RESP"',
+            f"     SESSION_ID=$(printf '%s' \"$RESP\" | {extract.format('session_id')})",
+            f"     INVOICE_ID=$(printf '%s' \"$RESP\" | {extract.format('invoice_id')})",
+            f"  3. curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
+            '-d "{\\"invoice_id\\": \\"$INVOICE_ID\\"}"',
+            f'  4. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
+            "  5. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
+            f"  6. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
+            f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
+        ]
+        return lines
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description="Run the application locally.")
+    parser.add_argument("--api-port", type=int, help="HTTP API front door (env LOCAL_API_PORT, default 3000)")
+    parser.add_argument(
+        "--invoke-port", type=int, help="Lambda Invoke API (env LOCAL_INVOKE_PORT, default 3001)"
+    )
+    parser.add_argument(
+        "--dynamodb-port", type=int, help="DynamoDB Local (env LOCAL_DYNAMODB_PORT, default 8000)"
+    )
+    parser.add_argument("--moto-port", type=int, help="moto server (env LOCAL_MOTO_PORT, default 5000)")
+    parser.add_argument(
+        "--simulator-port", type=int, help="QPay simulator (env LOCAL_SIMULATOR_PORT, default 3100)"
+    )
+    parser.add_argument("--template", default=str(REPO_ROOT / "template.yaml"), help="SAM template to serve")
+    return parser.parse_args(argv)
+
+
+def configure_logging() -> None:
+    level = os.environ.get("LOCAL_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # botocore's own INFO chatter (credential lookups) is noise next to the handlers' logs.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def run(stack: LocalStack) -> int:
+    """Start `stack`, announce it, and supervise it until a signal or a child's death."""
+    stop_requested = threading.Event()
+    starting = True
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s; stopping", signal.Signals(signum).name)
+        stop_requested.set()
+        if starting:
+            raise _Interrupted
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        try:
+            stack.start()
+        except _Interrupted:
+            stack.stop()
+            return 0
+        except (
+            LocalStackError,
+            ProcessError,
+            TemplateError,
+            ScheduleError,
+            BotoCoreError,
+            ClientError,
+            OSError,
+            ValueError,
+        ) as error:
+            logger.error("the local stack cannot start: %s", error)
+            stack.stop()
+            return 1
+        except BaseException:
+            stack.stop()
+            raise
+        starting = False
+
+        print(stack.banner(), flush=True)
+        print(READY_LINE, flush=True)
+
+        exit_code = 0
+        while not stop_requested.wait(0.5):
+            dead = stack.dead_child()
+            if dead is not None:
+                logger.error("%s; stopping the local stack", dead.describe_exit())
+                exit_code = 1
+                break
+        stack.stop()
+        logger.info("local stack stopped")
+        return exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    configure_logging()
+    try:
+        ports = LocalPorts.from_env(
+            api=args.api_port,
+            invoke=args.invoke_port,
+            dynamodb=args.dynamodb_port,
+            moto=args.moto_port,
+            simulator=args.simulator_port,
+        )
+    except ValueError as error:
+        logger.error("%s", error)
+        return 1
+    return run(LocalStack(args.template, ports))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

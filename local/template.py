@@ -1,0 +1,789 @@
+"""Read template.yaml the way the local stack needs it.
+
+The SAM template is the single source of truth for what runs locally: functions, their routes and
+schedules, tables and event buses. This module loads it (CloudFormation short tags included),
+resolves the intrinsic functions with local pseudo parameters, applies SAM Globals, and exposes
+plain dataclasses. Nothing here knows today's function list, so new functions, routes, schedules,
+tables and GSIs are served without code changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+LOCAL_STACK_NAME = "qpay-local"
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCOUNT_ID = "123456789012"
+
+PSEUDO_PARAMETERS: dict[str, Any] = {
+    "AWS::StackName": LOCAL_STACK_NAME,
+    "AWS::Region": LOCAL_REGION,
+    "AWS::AccountId": LOCAL_ACCOUNT_ID,
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::Partition": "aws",
+    "AWS::StackId": (
+        f"arn:aws:cloudformation:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:stack/{LOCAL_STACK_NAME}/"
+        "00000000-0000-0000-0000-000000000000"
+    ),
+    "AWS::NotificationARNs": [],
+}
+
+# Lambda's own defaults, which SAM leaves to the service when the template does not say.
+LAMBDA_DEFAULT_TIMEOUT_S = 3
+LAMBDA_DEFAULT_MEMORY_MB = 128
+# HTTP API integrations give up after 30 s whatever the function's timeout.
+HTTP_API_MAX_INTEGRATION_TIMEOUT_MS = 30_000
+
+
+class TemplateError(Exception):
+    """template.yaml cannot be read or uses something the local stack cannot resolve."""
+
+
+class _NoValue:
+    """AWS::NoValue: the property is removed, as CloudFormation does."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that turns short tags (!Ref, !Sub, ...) into their long JSON form."""
+
+
+def _construct_short_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        # "!GetAtt Resource.Attribute.With.Dots" splits at the first dot only.
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{tag_suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM template file (YAML or JSON) into plain data."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=CloudFormationLoader)
+    except FileNotFoundError as error:
+        raise TemplateError(f"template not found: {path}") from error
+    except yaml.YAMLError as error:
+        raise TemplateError(f"cannot parse {path}: {error}") from error
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"{path} has no Resources section")
+    return data
+
+
+def _stringify(value: Any) -> str:
+    """CloudFormation turns scalars into strings wherever a string is expected (env, Sub)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _is_intrinsic(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key,) = value
+    return key == "Ref" or key.startswith("Fn::") or (key == "Condition" and isinstance(value[key], str))
+
+
+class Resolver:
+    """Evaluates intrinsic functions against local values.
+
+    Local naming rules: a table's name is its logical id, an event bus's name is its resolved Name,
+    any other Ref gives the logical id. GetAtt gives plausible fake ARNs.
+    """
+
+    _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+    def __init__(self, raw: Mapping[str, Any], parameter_overrides: Mapping[str, Any] | None = None):
+        self.raw = raw
+        self.resources: dict[str, Any] = raw.get("Resources") or {}
+        self.parameter_specs: dict[str, Any] = raw.get("Parameters") or {}
+        self.mappings: dict[str, Any] = raw.get("Mappings") or {}
+        self.condition_specs: dict[str, Any] = raw.get("Conditions") or {}
+        self.overrides = dict(parameter_overrides or {})
+        unknown = set(self.overrides) - set(self.parameter_specs)
+        if unknown:
+            raise TemplateError(f"parameter overrides for unknown parameters: {sorted(unknown)}")
+        self._conditions: dict[str, bool] = {}
+        self._evaluating: set[str] = set()
+
+    def parameter(self, name: str) -> Any:
+        spec = self.parameter_specs[name] or {}
+        if name in self.overrides:
+            value = self.overrides[name]
+        elif "Default" in spec:
+            value = spec["Default"]
+        else:
+            raise TemplateError(f"parameter {name} has no Default; pass it as an override")
+        param_type = str(spec.get("Type", "String"))
+        if param_type == "CommaDelimitedList" or param_type.startswith("List<"):
+            return value if isinstance(value, list) else [part.strip() for part in str(value).split(",")]
+        # CloudFormation hands every scalar parameter over as a string, numbers included.
+        return _stringify(value)
+
+    def condition(self, name: str) -> bool:
+        if name in self._conditions:
+            return self._conditions[name]
+        if name not in self.condition_specs:
+            raise TemplateError(f"unknown condition {name}")
+        if name in self._evaluating:
+            raise TemplateError(f"condition {name} refers to itself")
+        self._evaluating.add(name)
+        try:
+            result = bool(self.resolve(self.condition_specs[name]))
+        finally:
+            self._evaluating.discard(name)
+        self._conditions[name] = result
+        return result
+
+    def resource_enabled(self, logical_id: str) -> bool:
+        condition = (self.resources.get(logical_id) or {}).get("Condition")
+        return True if condition is None else self.condition(condition)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            items = [self.resolve(item) for item in value]
+            return [item for item in items if item is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if _is_intrinsic(value):
+            ((key, argument),) = value.items()
+            return self._intrinsic(key, argument)
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
+
+    def _intrinsic(self, key: str, argument: Any) -> Any:
+        handlers = {
+            "Ref": self._ref,
+            "Condition": self.condition,
+            "Fn::GetAtt": self._get_att,
+            "Fn::Sub": self._sub,
+            "Fn::Join": self._join,
+            "Fn::If": self._if,
+            "Fn::Select": self._select,
+            "Fn::Split": self._split,
+            "Fn::Equals": self._equals,
+            "Fn::Not": lambda arg: not self._single_bool(arg),
+            "Fn::And": lambda arg: all(bool(self.resolve(item)) for item in arg),
+            "Fn::Or": lambda arg: any(bool(self.resolve(item)) for item in arg),
+            "Fn::FindInMap": self._find_in_map,
+            "Fn::Base64": lambda arg: base64.b64encode(_stringify(self.resolve(arg)).encode()).decode(),
+            "Fn::GetAZs": lambda arg: [f"{self.resolve(arg) or LOCAL_REGION}{zone}" for zone in "abc"],
+            "Fn::ImportValue": self._import_value,
+            "Fn::Length": lambda arg: len(self.resolve(arg)),
+            "Fn::ToJsonString": lambda arg: json.dumps(self.resolve(arg), separators=(",", ":")),
+            "Fn::Cidr": lambda arg: ["10.0.0.0/24"] * int(self.resolve(arg)[1]),
+        }
+        handler = handlers.get(key)
+        if handler is None:
+            raise TemplateError(f"{key} is not supported by the local stack")
+        return handler(argument)
+
+    def _ref(self, name: Any) -> Any:
+        name = self.resolve(name)
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if name in self.parameter_specs:
+            return self.parameter(name)
+        if name in self.resources:
+            return self.resource_name(name)
+        raise TemplateError(f"Ref to unknown name {name!r}")
+
+    def resource_name(self, logical_id: str) -> str:
+        resource = self.resources[logical_id] or {}
+        if resource.get("Type") == "AWS::Events::EventBus":
+            name = (resource.get("Properties") or {}).get("Name")
+            return _stringify(self.resolve(name)) if name is not None else logical_id
+        return logical_id
+
+    def _get_att(self, argument: Any) -> Any:
+        argument = self.resolve(argument)
+        if isinstance(argument, str):
+            argument = argument.split(".", 1)
+        logical_id, attribute = argument[0], argument[1]
+        if logical_id not in self.resources:
+            raise TemplateError(f"GetAtt on unknown resource {logical_id!r}")
+        return fake_attribute(logical_id, self.resources[logical_id].get("Type", ""), attribute, self)
+
+    def _sub(self, argument: Any) -> str:
+        if isinstance(argument, list):
+            text, variables = argument[0], {k: self.resolve(v) for k, v in (argument[1] or {}).items()}
+        else:
+            text, variables = argument, {}
+
+        def substitute(match: re.Match[str]) -> str:
+            expression = match.group(1)
+            if expression.startswith("!"):
+                return "${" + expression[1:] + "}"
+            if expression in variables:
+                return _stringify(variables[expression])
+            if "." in expression and not expression.startswith("AWS::"):
+                return _stringify(self._get_att(expression.split(".", 1)))
+            return _stringify(self._ref(expression))
+
+        return self._SUB_VARIABLE.sub(substitute, text)
+
+    def _join(self, argument: Any) -> str:
+        delimiter, items = argument[0], self.resolve(argument[1])
+        return delimiter.join(_stringify(item) for item in items)
+
+    def _if(self, argument: Any) -> Any:
+        name, when_true, when_false = argument
+        return self.resolve(when_true if self.condition(name) else when_false)
+
+    def _select(self, argument: Any) -> Any:
+        index, items = self.resolve(argument[0]), self.resolve(argument[1])
+        return items[int(index)]
+
+    def _split(self, argument: Any) -> list[str]:
+        delimiter, text = argument[0], self.resolve(argument[1])
+        return _stringify(text).split(delimiter)
+
+    def _equals(self, argument: Any) -> bool:
+        left, right = (self.resolve(item) for item in argument)
+        return _stringify(left) == _stringify(right)
+
+    def _single_bool(self, argument: Any) -> bool:
+        return bool(self.resolve(argument[0] if isinstance(argument, list) else argument))
+
+    def _find_in_map(self, argument: Any) -> Any:
+        map_name, top, second = (self.resolve(item) for item in argument[:3])
+        try:
+            return self.mappings[map_name][top][second]
+        except KeyError as error:
+            if len(argument) > 3 and isinstance(argument[3], dict) and "DefaultValue" in argument[3]:
+                return self.resolve(argument[3]["DefaultValue"])
+            raise TemplateError(f"FindInMap {map_name}/{top}/{second} not found") from error
+
+    def _import_value(self, argument: Any) -> str:
+        name = _stringify(self.resolve(argument))
+        # Another stack's export does not exist locally; a recognisable placeholder beats failing.
+        logger.warning("Fn::ImportValue %s has no local value; using 'imported-%s'", name, name)
+        return f"imported-{name}"
+
+
+def fake_attribute(logical_id: str, resource_type: str, attribute: str, resolver: Resolver) -> str:
+    """A plausible value for GetAtt: ARNs in the local account and region."""
+    region, account = LOCAL_REGION, LOCAL_ACCOUNT_ID
+    name = resolver.resource_name(logical_id)
+    if resource_type in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+        table_arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+        if attribute == "StreamArn":
+            return f"{table_arn}/stream/1970-01-01T00:00:00.000"
+        return table_arn
+    if resource_type == "AWS::Events::EventBus":
+        return f"arn:aws:events:{region}:{account}:event-bus/{name}" if attribute == "Arn" else name
+    if resource_type in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+        return f"arn:aws:lambda:{region}:{account}:function:{name}"
+    if resource_type == "AWS::SQS::Queue":
+        if attribute == "QueueUrl":
+            return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+        return f"arn:aws:sqs:{region}:{account}:{name}" if attribute == "Arn" else name
+    if resource_type == "AWS::SNS::Topic":
+        return f"arn:aws:sns:{region}:{account}:{name}"
+    if resource_type == "AWS::SecretsManager::Secret":
+        return f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf"
+    if resource_type == "AWS::IAM::Role":
+        return f"arn:aws:iam::{account}:role/{name}"
+    if resource_type == "AWS::Logs::LogGroup":
+        return f"arn:aws:logs:{region}:{account}:log-group:{name}"
+    service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "unknown"
+    kind = resource_type.split("::")[-1].lower() if resource_type else "resource"
+    if attribute in ("Arn", ""):
+        return f"arn:aws:{service}:{region}:{account}:{kind}/{name}"
+    return f"{name}.{attribute}"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    logical_id: str
+    content_uri: Path
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    runtime: str | None
+    timeout_s: int
+    memory_size_mb: int
+    environment: dict[str, str]
+    layers: tuple[str, ...] = ()
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:function:{self.logical_id}"
+
+    @property
+    def module_and_attribute(self) -> tuple[str, str]:
+        module, _, attribute = self.handler.rpartition(".")
+        return module, attribute
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One HttpApi event: `method` is upper case or ANY; `path` keeps `{param}` placeholders."""
+
+    method: str
+    path: str
+    function_id: str
+    event_id: str
+    api_id: str
+    authorizer: str | None
+    authorization_scopes: tuple[str, ...] = ()
+    identity_header: str = "authorization"
+    payload_format_version: str = "2.0"
+    timeout_ms: int = HTTP_API_MAX_INTEGRATION_TIMEOUT_MS
+
+    @property
+    def auth_required(self) -> bool:
+        return self.authorizer is not None
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    function_id: str
+    event_id: str
+    event_type: str  # Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler)
+    expression: str
+    enabled: bool
+    rule_name: str
+    input: str | None = None
+
+    @property
+    def rule_arn(self) -> str:
+        if self.event_type == "ScheduleV2":
+            return f"arn:aws:scheduler:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:schedule/default/{self.rule_name}"
+        return f"arn:aws:events:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:rule/{self.rule_name}"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_id: str
+    attribute_definitions: list[dict[str, Any]]
+    key_schema: list[dict[str, Any]]
+    global_secondary_indexes: list[dict[str, Any]] = field(default_factory=list)
+    local_secondary_indexes: list[dict[str, Any]] = field(default_factory=list)
+    billing_mode: str = "PAY_PER_REQUEST"
+    time_to_live_specification: dict[str, Any] | None = None
+    stream_specification: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.logical_id
+
+    @property
+    def ttl_attribute(self) -> str | None:
+        spec = self.time_to_live_specification or {}
+        enabled = spec.get("Enabled") in (True, "true", "True")
+        return spec.get("AttributeName") if enabled else None
+
+
+@dataclass(frozen=True)
+class EventBusSpec:
+    logical_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    root: Path
+    parameters: dict[str, Any]
+    functions: dict[str, FunctionSpec]
+    routes: list[HttpRoute]
+    schedules: list[ScheduleSpec]
+    tables: dict[str, TableSpec]
+    event_buses: list[EventBusSpec]
+    layers: list[LayerSpec]
+
+    def function(self, logical_id: str) -> FunctionSpec:
+        return self.functions[logical_id]
+
+
+def _sam_merge(global_value: Any, local_value: Any) -> Any:
+    """SAM Globals semantics: maps merge, lists append (globals first), anything else is replaced."""
+    if _is_intrinsic(global_value) or _is_intrinsic(local_value):
+        return local_value
+    if isinstance(global_value, dict) and isinstance(local_value, dict):
+        merged = dict(global_value)
+        for key, value in local_value.items():
+            merged[key] = _sam_merge(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(local_value, list):
+        return global_value + local_value
+    return local_value
+
+
+def _as_int(value: Any, default: int, what: str) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise TemplateError(f"{what} must be a number, got {value!r}") from error
+
+
+def _identity_header(authorizer_config: Mapping[str, Any]) -> str:
+    source = authorizer_config.get("IdentitySource") or "$request.header.Authorization"
+    if isinstance(source, list):
+        source = source[0] if source else "$request.header.Authorization"
+    prefix = "$request.header."
+    if isinstance(source, str) and source.startswith(prefix):
+        return source[len(prefix) :].lower()
+    logger.warning("identity source %r is not a header; the local front door reads Authorization", source)
+    return "authorization"
+
+
+class _TemplateReader:
+    def __init__(self, path: Path, raw: dict[str, Any], resolver: Resolver):
+        self.path = path
+        self.root = path.parent
+        self.raw = raw
+        self.resolver = resolver
+        self.globals: dict[str, Any] = raw.get("Globals") or {}
+
+    def enabled_resources(self, *types: str) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for logical_id, resource in self.resolver.resources.items():
+            resource = resource or {}
+            if resource.get("Type") in types and self.resolver.resource_enabled(logical_id):
+                found.append((logical_id, resource))
+        return found
+
+    def function_properties(self, resource: Mapping[str, Any]) -> dict[str, Any]:
+        merged = _sam_merge(self.globals.get("Function") or {}, resource.get("Properties") or {})
+        return merged
+
+    def layers(self) -> list[LayerSpec]:
+        layers = []
+        for logical_id, resource in self.enabled_resources("AWS::Serverless::LayerVersion"):
+            content_uri = self.resolver.resolve((resource.get("Properties") or {}).get("ContentUri"))
+            if not isinstance(content_uri, str):
+                logger.warning("layer %s has no local ContentUri; it is not put on sys.path", logical_id)
+                continue
+            layers.append(LayerSpec(logical_id, (self.root / content_uri).resolve()))
+        return layers
+
+    def functions(self) -> dict[str, tuple[FunctionSpec, dict[str, Any]]]:
+        functions: dict[str, tuple[FunctionSpec, dict[str, Any]]] = {}
+        for logical_id, resource in self.enabled_resources("AWS::Serverless::Function"):
+            raw_properties = self.function_properties(resource)
+            if raw_properties.get("PackageType") == "Image" or "InlineCode" in raw_properties:
+                logger.warning("function %s is not a zip function with local code; not served", logical_id)
+                continue
+            code_uri = self.resolver.resolve(raw_properties.get("CodeUri"))
+            handler = self.resolver.resolve(raw_properties.get("Handler"))
+            if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+                logger.warning("function %s has no local CodeUri/Handler; not served", logical_id)
+                continue
+            variables = self.resolver.resolve(
+                (raw_properties.get("Environment") or {}).get("Variables") or {}
+            )
+            layers = self.resolver.resolve(raw_properties.get("Layers") or [])
+            spec = FunctionSpec(
+                logical_id=logical_id,
+                code_uri=(self.root / code_uri).resolve(),
+                handler=handler,
+                runtime=self.resolver.resolve(raw_properties.get("Runtime")),
+                timeout_s=_as_int(
+                    self.resolver.resolve(raw_properties.get("Timeout")),
+                    LAMBDA_DEFAULT_TIMEOUT_S,
+                    f"{logical_id}.Timeout",
+                ),
+                memory_size_mb=_as_int(
+                    self.resolver.resolve(raw_properties.get("MemorySize")),
+                    LAMBDA_DEFAULT_MEMORY_MB,
+                    f"{logical_id}.MemorySize",
+                ),
+                environment={key: _stringify(value) for key, value in variables.items()},
+                layers=tuple(_stringify(layer) for layer in layers),
+            )
+            functions[logical_id] = (spec, raw_properties.get("Events") or {})
+        return functions
+
+    def api_auth(self, api_id: str) -> dict[str, Any]:
+        api_globals = self.globals.get("HttpApi") or {}
+        resource = self.resolver.resources.get(api_id) or {}
+        properties = _sam_merge(api_globals, resource.get("Properties") or {})
+        return self.resolver.resolve(properties.get("Auth") or {})
+
+    def http_route(self, function_id: str, event_id: str, properties: dict[str, Any]) -> HttpRoute:
+        properties = self.resolver.resolve(properties)
+        # Without ApiId SAM attaches the route to its implicit API, configured by Globals.HttpApi.
+        api_id = _stringify(properties.get("ApiId") or "ServerlessHttpApi")
+        api_auth = self.api_auth(api_id)
+        event_auth = properties.get("Auth") or {}
+        authorizer = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+        if authorizer in (None, "NONE"):
+            authorizer = None
+        authorizer_config = (api_auth.get("Authorizers") or {}).get(authorizer, {}) if authorizer else {}
+        if authorizer and "JwtConfiguration" not in authorizer_config:
+            logger.warning(
+                "route %s/%s uses authorizer %s which is not a JWT authorizer; checking the local JWT",
+                function_id,
+                event_id,
+                authorizer,
+            )
+        scopes = event_auth.get("AuthorizationScopes") or authorizer_config.get("AuthorizationScopes") or []
+        path, method = properties.get("Path"), properties.get("Method")
+        if path is None and method is None:
+            path, method = "$default", "ANY"
+        payload_format = _stringify(properties.get("PayloadFormatVersion", "2.0"))
+        if payload_format != "2.0":
+            logger.warning(
+                "route %s %s asks for payload format %s; the local front door builds 2.0 events",
+                method,
+                path,
+                payload_format,
+            )
+        timeout_ms = _as_int(
+            properties.get("TimeoutInMillis"),
+            HTTP_API_MAX_INTEGRATION_TIMEOUT_MS,
+            f"{function_id}.{event_id}.TimeoutInMillis",
+        )
+        return HttpRoute(
+            method=_stringify(method or "ANY").upper(),
+            path=_stringify(path or "/"),
+            function_id=function_id,
+            event_id=event_id,
+            api_id=api_id,
+            authorizer=authorizer,
+            authorization_scopes=tuple(scopes),
+            identity_header=_identity_header(authorizer_config) if authorizer else "authorization",
+            payload_format_version="2.0",
+            timeout_ms=min(timeout_ms, HTTP_API_MAX_INTEGRATION_TIMEOUT_MS),
+        )
+
+    def schedule(
+        self, function_id: str, event_id: str, event_type: str, properties: dict[str, Any]
+    ) -> ScheduleSpec:
+        properties = self.resolver.resolve(properties)
+        expression = properties.get("Schedule" if event_type == "Schedule" else "ScheduleExpression")
+        state = _stringify(properties.get("State", "ENABLED")).upper()
+        enabled = properties.get("Enabled", True) in (True, "true", "True") and state != "DISABLED"
+        default_name = f"{LOCAL_STACK_NAME}-{function_id}{event_id}"[:64]
+        input_value = properties.get("Input")
+        return ScheduleSpec(
+            function_id=function_id,
+            event_id=event_id,
+            event_type=event_type,
+            expression=_stringify(expression or ""),
+            enabled=enabled,
+            rule_name=_stringify(properties.get("Name") or default_name),
+            input=None if input_value is None else _stringify(input_value),
+        )
+
+    def tables(self) -> dict[str, TableSpec]:
+        tables: dict[str, TableSpec] = {}
+        for logical_id, resource in self.enabled_resources("AWS::DynamoDB::Table"):
+            properties = self.resolver.resolve(resource.get("Properties") or {})
+            tables[logical_id] = TableSpec(
+                logical_id=logical_id,
+                attribute_definitions=properties.get("AttributeDefinitions") or [],
+                key_schema=properties.get("KeySchema") or [],
+                global_secondary_indexes=properties.get("GlobalSecondaryIndexes") or [],
+                local_secondary_indexes=properties.get("LocalSecondaryIndexes") or [],
+                billing_mode=properties.get("BillingMode", "PROVISIONED"),
+                time_to_live_specification=properties.get("TimeToLiveSpecification"),
+                stream_specification=properties.get("StreamSpecification"),
+            )
+        type_codes = {"String": "S", "Number": "N", "Binary": "B"}
+        for logical_id, resource in self.enabled_resources("AWS::Serverless::SimpleTable"):
+            properties = self.resolver.resolve(resource.get("Properties") or {})
+            primary_key = properties.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+            tables[logical_id] = TableSpec(
+                logical_id=logical_id,
+                attribute_definitions=[
+                    {"AttributeName": primary_key["Name"], "AttributeType": type_codes[primary_key["Type"]]}
+                ],
+                key_schema=[{"AttributeName": primary_key["Name"], "KeyType": "HASH"}],
+                billing_mode="PAY_PER_REQUEST",
+            )
+        return tables
+
+    def event_buses(self) -> list[EventBusSpec]:
+        return [
+            EventBusSpec(logical_id, self.resolver.resource_name(logical_id))
+            for logical_id, _ in self.enabled_resources("AWS::Events::EventBus")
+        ]
+
+
+def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | None = None) -> Template:
+    """Load and resolve a SAM template for local serving."""
+    path = Path(path).resolve()
+    raw = load_yaml(path)
+    resolver = Resolver(raw, parameter_overrides)
+    reader = _TemplateReader(path, raw, resolver)
+
+    functions: dict[str, FunctionSpec] = {}
+    routes: list[HttpRoute] = []
+    schedules: list[ScheduleSpec] = []
+    for function_id, (spec, events) in reader.functions().items():
+        functions[function_id] = spec
+        for event_id, event in events.items():
+            event_type = (event or {}).get("Type")
+            properties = (event or {}).get("Properties") or {}
+            if event_type == "HttpApi":
+                routes.append(reader.http_route(function_id, event_id, properties))
+            elif event_type in ("Schedule", "ScheduleV2"):
+                schedules.append(reader.schedule(function_id, event_id, event_type, properties))
+            else:
+                logger.info("event %s/%s of type %s is not served locally", function_id, event_id, event_type)
+
+    _reject_duplicate_routes(routes)
+    api_ids = sorted({route.api_id for route in routes})
+    if len(api_ids) > 1:
+        logger.warning("the routes of %s are all served on the one local front door port", ", ".join(api_ids))
+    parameters = {
+        name: resolver.parameter(name) for name in resolver.parameter_specs if _has_value(resolver, name)
+    }
+    return Template(
+        path=path,
+        root=path.parent,
+        parameters=parameters,
+        functions=functions,
+        routes=routes,
+        schedules=schedules,
+        tables=reader.tables(),
+        event_buses=reader.event_buses(),
+        layers=reader.layers(),
+    )
+
+
+def _has_value(resolver: Resolver, name: str) -> bool:
+    return name in resolver.overrides or "Default" in (resolver.parameter_specs[name] or {})
+
+
+def _reject_duplicate_routes(routes: list[HttpRoute]) -> None:
+    seen: dict[tuple[str, str, str], HttpRoute] = {}
+    for route in routes:
+        key = (route.api_id, route.method, route.path)
+        if key in seen:
+            other = seen[key]
+            raise TemplateError(
+                f"route {route.route_key} is declared twice: {other.function_id}/{other.event_id} "
+                f"and {route.function_id}/{route.event_id}"
+            )
+        seen[key] = route
+
+
+def create_tables(dynamodb_client: Any, template: Template | str | Path) -> list[str]:
+    """Create every table of the template that does not exist yet; return the names created.
+
+    Used against DynamoDB Local by the stack and against moto by the test suites, so both build
+    their tables from template.yaml. Tables are always on-demand locally. TTL is enabled only when
+    it is not already on (DynamoDB Local rejects enabling it twice).
+    """
+    if not isinstance(template, Template):
+        template = load_template(template)
+    existing = set(_list_table_names(dynamodb_client))
+    created = []
+    for table in template.tables.values():
+        if table.name not in existing:
+            dynamodb_client.create_table(**_create_table_request(table))
+            created.append(table.name)
+        _wait_active(dynamodb_client, table.name)
+        if table.ttl_attribute:
+            _ensure_ttl(dynamodb_client, table.name, table.ttl_attribute)
+    return created
+
+
+def _list_table_names(client: Any) -> list[str]:
+    names: list[str] = []
+    request: dict[str, Any] = {}
+    while True:
+        page = client.list_tables(**request)
+        names.extend(page.get("TableNames", []))
+        if not page.get("LastEvaluatedTableName"):
+            return names
+        request["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]
+
+
+def _create_table_request(table: TableSpec) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "AttributeDefinitions": table.attribute_definitions,
+        "KeySchema": table.key_schema,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.global_secondary_indexes:
+        # Throughput and warm-throughput settings are AWS-side capacity knobs, meaningless locally.
+        request["GlobalSecondaryIndexes"] = [
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection") if key in index}
+            for index in table.global_secondary_indexes
+        ]
+    if table.local_secondary_indexes:
+        request["LocalSecondaryIndexes"] = [
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection") if key in index}
+            for index in table.local_secondary_indexes
+        ]
+    stream = table.stream_specification
+    if stream and stream.get("StreamViewType"):
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    return request
+
+
+def _wait_active(client: Any, table_name: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.describe_table(TableName=table_name)["Table"].get("TableStatus")
+        if status == "ACTIVE" or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _ensure_ttl(client: Any, table_name: str, attribute: str) -> None:
+    description = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+    if description.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        if description.get("AttributeName") != attribute:
+            logger.warning(
+                "table %s already has TTL on %s, template says %s",
+                table_name,
+                description.get("AttributeName"),
+                attribute,
+            )
+        return
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+    )

@@ -1,0 +1,145 @@
+"""The end-to-end suite starts the local stack exactly as `make run` does (DynamoDB Local, not
+moto; the simulator; the front door and invoke API) on free ports, and drives it over HTTP."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from local.dev_token import mint_token
+from local.inspect import orders_for_session, read_events
+from tests.support import ROOT
+
+READY_LINE = "LOCAL STACK READY"
+START_TIMEOUT_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    api: str
+    invoke: str
+    dynamodb: str
+    moto: str
+    sim: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def token(self, user_id: str = "alice", minutes: float = 60) -> str:
+        return mint_token(user_id, minutes)
+
+    def headers(self, user_id: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id)}"}
+
+    def create(self, body: Any, user_id: str = "alice", **kwargs: Any) -> requests.Response:
+        return requests.post(
+            f"{self.api}/payments", json=body, headers=self.headers(user_id), timeout=30, **kwargs
+        )
+
+    def pay(self, invoice_id: str, **options: Any) -> dict[str, Any]:
+        response = requests.post(
+            f"{self.sim}/_sim/pay", json={"invoice_id": invoice_id, **options}, timeout=60
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def sim_calls(self, key: str) -> int:
+        return int(requests.get(f"{self.sim}/_sim/stats", timeout=10).json()["calls"].get(key, 0))
+
+    def sim_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return requests.get(f"{self.sim}/_sim/invoices/{invoice_id}", timeout=10).json()
+
+    def dynamodb_client(self) -> Any:
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=self.dynamodb,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def orders(self, session_id: str) -> list[dict[str, Any]]:
+        return orders_for_session(self.dynamodb_client(), session_id)
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        return read_events(self.moto, session_id=session_id)
+
+
+def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+    ports = {name: free_port() for name in ("API", "INVOKE", "DYNAMODB", "MOTO", "SIMULATOR")}
+    env = {**os.environ, **{f"LOCAL_{name}_PORT": str(port) for name, port in ports.items()}}
+    env.update({"LOCAL_SCHEDULES": "off", "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = "http://127.0.0.1:{}".format
+    stack = Stack(
+        api=url(ports["API"]),
+        invoke=url(ports["INVOKE"]),
+        dynamodb=url(ports["DYNAMODB"]),
+        moto=url(ports["MOTO"]),
+        sim=url(ports["SIMULATOR"]),
+        process=process,
+    )
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            stack.output.append(line.rstrip("\n"))
+            if READY_LINE in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not ready.wait(0.2):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_stack(stack)
+            tail = "\n".join(stack.output[-40:])
+            raise RuntimeError(f"local stack did not become ready:\n{tail}")
+    return stack
+
+
+def stop_stack(stack: Stack) -> int:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            return stack.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            return stack.process.wait(timeout=10)
+    return int(stack.process.returncode)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    running = start_stack({"SESSION_EXPIRY_MINUTES": "7"})
+    yield running
+    stop_stack(running)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
