@@ -800,6 +800,13 @@ class SimulatorState:
                         "payment_type": p.payment_type,
                         "paid_at": _iso(p.paid_at),
                         "ebarimt": self._receipts.get(p.payment_id, {}).get("barimt_status"),
+                        # What the merchant asked for (never the receiver: personal data).
+                        "ebarimt_receiver_type": self._receipts.get(p.payment_id, {}).get(
+                            "ebarimt_receiver_type"
+                        ),
+                        "ebarimt_district_code": self._receipts.get(p.payment_id, {}).get(
+                            "ebarimt_district_code"
+                        ),
                     }
                     for p in (self._payments[pid] for pid in invoice.payment_ids)
                 ],

@@ -248,3 +248,12 @@ def live_aws(
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_events)
     dependencies.reset()
     return LiveAws(dynamodb_local, moto_events)
+
+
+@pytest.fixture
+def empty_tables(live_aws: LiveAws) -> LiveAws:
+    """Fresh tables from template.yaml, for tests that count everything a job reads."""
+    for table in live_aws.dynamodb.list_tables()["TableNames"]:
+        live_aws.dynamodb.delete_table(TableName=table)
+    create_tables(live_aws.dynamodb, TEMPLATE)
+    return live_aws

@@ -122,7 +122,11 @@ class PaymentView(BaseModel):
             cancelled_at=session.cancelled_at,
             order_id=session.order_id,
             failure_reason=session.failure_reason,
-            ebarimt=EbarimtView(status="NONE"),
+            ebarimt=EbarimtView(
+                status=session.ebarimt_status or "NONE",
+                receipt_id=session.ebarimt_receipt_id,
+                qr_data=session.ebarimt_qr_data,
+            ),
         )
 
 

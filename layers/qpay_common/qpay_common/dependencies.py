@@ -7,10 +7,12 @@ from functools import cache
 
 from qpay_common.cache import CacheStore
 from qpay_common.credentials import QPayCredentials, load_credentials
+from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
 from qpay_common.payments import PaymentsService
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.repository import SessionsRepository
+from qpay_common.scheduled import ScheduledJobs
 from qpay_common.settings import Settings, load_settings
 from qpay_common.token_cache import QPayTokenProvider
 
@@ -41,15 +43,31 @@ def token_provider(config: Settings, secrets: QPayCredentials) -> QPayTokenProvi
 
 
 @cache
+def qpay_client() -> QPayClient:
+    config = settings()
+    return QPayClient(qpay_transport(config), token_provider(config, credentials()))
+
+
+@cache
+def repository() -> SessionsRepository:
+    return SessionsRepository(settings())
+
+
+@cache
 def payments_service() -> PaymentsService:
     config = settings()
-    secrets = credentials()
-    qpay = QPayClient(qpay_transport(config), token_provider(config, secrets))
     return PaymentsService(
-        config, secrets, SessionsRepository(config), CacheStore(config), qpay, EventPublisher(config)
+        config, credentials(), repository(), CacheStore(config), qpay_client(), EventPublisher(config)
     )
 
 
+@cache
+def scheduled_jobs() -> ScheduledJobs:
+    config = settings()
+    ebarimt = EbarimtService(config, repository(), qpay_client())
+    return ScheduledJobs(config, repository(), payments_service(), ebarimt)
+
+
 def reset() -> None:
-    for cached in (settings, credentials, payments_service):
+    for cached in (settings, credentials, qpay_client, repository, payments_service, scheduled_jobs):
         cached.cache_clear()

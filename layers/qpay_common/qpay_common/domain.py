@@ -28,6 +28,15 @@ PAYABLE_STATES = frozenset(
 LATE_STATES = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
 
 AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+
+
+class EbarimtStatus(StrEnum):
+    PENDING = "PENDING"
+    REGISTERED = "REGISTERED"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+
+
 CURRENCY = "MNT"
 
 
@@ -94,6 +103,19 @@ class PaymentSession(BaseModel):
     failure_reason: str | None = None
     purge_at: int | None = None
     emit_lease_until: float | None = None
+    reconcile_shard: str | None = None
+    next_check_at: int | None = None
+    reconcile_checks: int | None = None
+    grace_until: int | None = None
+    pending_shard: str | None = None
+    ebarimt_shard: str | None = None
+    ebarimt_next_at: int | None = None
+    ebarimt_status: str | None = None
+    ebarimt_receipt_id: str | None = None
+    ebarimt_qr_data: str | None = None
+    ebarimt_lottery: str | None = None
+    ebarimt_attempts: int | None = None
+    ebarimt_last_error: str | None = None
 
 
 class Order(BaseModel):

@@ -23,6 +23,7 @@ from qpay_common.domain import (
     AMOUNT_MISMATCH,
     LATE_STATES,
     PAYABLE_STATES,
+    EbarimtStatus,
     LineItem,
     Order,
     PaymentSession,
@@ -54,6 +55,14 @@ from qpay_common.qpay_models import InvoiceRequest, PaymentCheck
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
 from qpay_common.webhook_security import callback_url, is_valid_callback_token
+from qpay_common.work_queues import (
+    RECONCILE_BACKOFF_SECONDS,
+    ebarimt_due,
+    not_pending,
+    not_reconciled,
+    pending,
+    reconcile_due,
+)
 
 # Conditional-write races re-read and retry this often before leaving the rest to the winner.
 MAX_RACE_RETRIES = 5
@@ -90,6 +99,9 @@ class PaymentsService:
         # A seam for crash-injection tests: called with a stage name at the points a Lambda can die.
         self.fault_hook = fault_hook
         self.emit_lease_seconds = EMIT_LEASE_SECONDS
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def create_payment(
         self,
@@ -169,6 +181,9 @@ class PaymentsService:
                 "deeplinks": [link.model_dump() for link in invoice.urls],
                 "purge_at": None,
                 "updated_at": iso(self._clock()),
+                **pending(session_id),
+                # Due at once: the next reconcile run asks QPay, then backs off.
+                **reconcile_due(session_id, time.time()),
             },
         )
         count("PaymentCreated")
@@ -224,6 +239,7 @@ class PaymentsService:
                         "cancelled_at": iso(now),
                         "updated_at": iso(now),
                         "purge_at": purge_epoch(now, self._settings.purge_after_days),
+                        **self._grace_watch(session),
                     },
                 )
                 break
@@ -363,6 +379,8 @@ class PaymentsService:
                         "updated_at": iso(processed_at),
                         "emit_lease_until": None,
                         "purge_at": purge_epoch(processed_at, self._settings.purge_after_days),
+                        **not_reconciled(),
+                        **self._ebarimt_start(session),
                     },
                 )
                 logger.info("Payment fulfilled", extra={"order_id": session.order_id})
@@ -389,6 +407,10 @@ class PaymentsService:
                 "updated_at": iso(self._clock()),
                 "failure_reason": None,
                 "purge_at": None,
+                **not_pending(),
+                # Reconcile finishes the order if this worker dies before PROCESSED.
+                **reconcile_due(session.session_id, time.time() + RECONCILE_BACKOFF_SECONDS[0]),
+                "grace_until": None,
             },
         )
         count("PaymentConfirmed", source=source)
@@ -415,11 +437,42 @@ class PaymentsService:
                 "payment_ids": payment_ids,
                 "updated_at": iso(now),
                 "purge_at": purge_epoch(now, self._settings.purge_after_days),
+                **self._grace_watch(session),
             },
         )
         count("AmountMismatch")
         logger.error("Paid less than the amount", extra={"amount": session.amount, "paid_amount": total_paid})
         return failed
+
+    def expire(self, session: PaymentSession) -> PaymentSession:
+        """PENDING -> EXPIRED, then cancel the invoice upstream (INVOICE_PAID: settle it)."""
+        now = self._clock()
+        expired = self._repository.transition(
+            session,
+            expected=PaymentStatus.PENDING,
+            changes={
+                "status": PaymentStatus.EXPIRED.value,
+                "updated_at": iso(now),
+                "purge_at": purge_epoch(now, self._settings.purge_after_days),
+                **self._grace_watch(session),
+            },
+        )
+        count("PaymentExpired")
+        return self.cancel_upstream(expired, source="expire")
+
+    def _grace_watch(self, session: PaymentSession) -> dict[str, Any]:
+        """Leaving PENDING unpaid: reconcile keeps looking for a late payment for the grace window."""
+        now = time.time()
+        return {
+            **not_pending(),
+            **reconcile_due(session.session_id, now),
+            "grace_until": int(now + self._settings.reconcile_grace_hours * 3600),
+        }
+
+    def _ebarimt_start(self, session: PaymentSession) -> dict[str, Any]:
+        if not self._settings.ebarimt_enabled:
+            return {"ebarimt_status": EbarimtStatus.SKIPPED.value}
+        return {"ebarimt_status": EbarimtStatus.PENDING.value, **ebarimt_due(session.session_id, time.time())}
 
     def _order_for(self, session: PaymentSession) -> Order:
         return Order(

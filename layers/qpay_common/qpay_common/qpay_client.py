@@ -209,6 +209,7 @@ class QPayClient:
         return PaymentCheck(count=count, rows=rows)
 
     def create_ebarimt(self, payload: dict[str, Any]) -> EbarimtReceipt:
-        # Retried: QPay issues one receipt per payment id, so a repeat cannot double-register.
-        body = self._call("POST", "/ebarimt_v3/create", idempotent=True, json_body=payload)
+        # One attempt per call: the Ebarimt job retries across runs with its own backoff and
+        # records each failure, so an in-call retry would only hide them.
+        body = self._call("POST", "/ebarimt_v3/create", idempotent=False, json_body=payload)
         return _parse(EbarimtReceipt, body, "an ebarimt receipt")

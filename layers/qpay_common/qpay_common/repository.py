@@ -87,6 +87,14 @@ class SessionsRepository:
             raise
         return self._to_session(item)
 
+    def claim_due(
+        self, session: PaymentSession, due_attribute: str, now: int, changes: Mapping[str, Any]
+    ) -> PaymentSession:
+        """Take a scheduled job's work item: succeeds only if it is still due (and unchanged), so
+        of two overlapping runs exactly one gets it."""
+        still_due = getattr(self._sessions, due_attribute) <= now
+        return self.transition(session, expected=session.status, changes=changes, extra_condition=still_due)
+
     def delete_unfinished(self, session: PaymentSession) -> None:
         item = self._to_item(session)
         try:
@@ -165,6 +173,31 @@ class SessionsRepository:
         )
         sessions = [self._to_session(item) for item in results]
         return sessions, results.last_evaluated_key
+
+    def due_session_ids(
+        self, index_name: str, shard_key: str, due_attribute: str, upper_bound: Any, *, max_items: int
+    ) -> tuple[list[str], int]:
+        """Session ids in one shard of a sparse work-queue index whose sort key is <= upper_bound,
+        and how many index items DynamoDB read for them."""
+        connection = self._sessions._get_connection()
+        condition = getattr(self._sessions, due_attribute) <= upper_bound
+        ids: list[str] = []
+        scanned = 0
+        start_key = None
+        while len(ids) < max_items:
+            page = connection.query(
+                shard_key,
+                range_key_condition=condition,
+                index_name=index_name,
+                exclusive_start_key=start_key,
+                limit=min(100, max_items - len(ids)),
+            )
+            scanned += int(page.get("ScannedCount", 0))
+            ids.extend(item["session_id"]["S"] for item in page.get("Items", []))
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        return ids, scanned
 
     def get_order(self, order_id: str) -> Order | None:
         try:

@@ -50,6 +50,21 @@ class Settings(BaseModel):
     # A client polling GET /payments/{id} causes at most one QPay payment check per this interval.
     status_poll_interval_seconds: int = Field(alias="STATUS_POLL_INTERVAL_SECONDS", default=5, ge=1)
     idempotency_ttl_hours: int = Field(alias="IDEMPOTENCY_TTL_HOURS", default=24, ge=1)
+    # Reconcile keeps asking QPay about CANCELLED/EXPIRED/FAILED sessions this long (policy A).
+    reconcile_grace_hours: int = Field(alias="RECONCILE_GRACE_HOURS", default=24, ge=1)
+    job_concurrency: int = Field(alias="JOB_CONCURRENCY", default=16, ge=1, le=64)
+    # Scheduled jobs stop taking new work this long before their Lambda timeout.
+    job_safety_seconds: float = Field(alias="JOB_SAFETY_SECONDS", default=10.0, ge=0)
+
+    ebarimt_enabled: bool = Field(alias="EBARIMT_ENABLED", default=False)
+    ebarimt_receiver_type: Literal["CITIZEN", "COMPANY"] = Field(
+        alias="EBARIMT_RECEIVER_TYPE", default="CITIZEN"
+    )
+    ebarimt_district_code: str = Field(alias="EBARIMT_DISTRICT_CODE", default="3505", pattern=r"^[0-9]{4}$")
+    ebarimt_classification_code: str = Field(
+        alias="EBARIMT_CLASSIFICATION_CODE", default="0000010", pattern=r"^[0-9]{7}$"
+    )
+    ebarimt_max_attempts: int = Field(alias="EBARIMT_MAX_ATTEMPTS", default=6, ge=1)
 
     @field_validator(
         "dynamodb_endpoint_url",

@@ -10,7 +10,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from qpay_common.settings import Settings
@@ -25,6 +25,33 @@ class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
 
     user_id = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
+
+
+class ReconcileDue(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "reconcile_due"
+        projection = KeysOnlyProjection()
+
+    reconcile_shard = UnicodeAttribute(hash_key=True)
+    next_check_at = NumberAttribute(range_key=True)
+
+
+class PendingSince(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "pending_since"
+        projection = KeysOnlyProjection()
+
+    pending_shard = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class EbarimtDue(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "ebarimt_due"
+        projection = KeysOnlyProjection()
+
+    ebarimt_shard = UnicodeAttribute(hash_key=True)
+    ebarimt_next_at = NumberAttribute(range_key=True)
 
 
 class SessionItem(Model):
@@ -60,8 +87,25 @@ class SessionItem(Model):
     purge_at = NumberAttribute(null=True)
     # Whoever holds this lease publishes PaymentCompleted; others leave it to them (or reconcile).
     emit_lease_until = NumberAttribute(null=True)
+    # Sparse index keys (work_queues.py): present only while a scheduled job has work here.
+    reconcile_shard = UnicodeAttribute(null=True)
+    next_check_at = NumberAttribute(null=True)
+    reconcile_checks = NumberAttribute(null=True)
+    grace_until = NumberAttribute(null=True)
+    pending_shard = UnicodeAttribute(null=True)
+    ebarimt_shard = UnicodeAttribute(null=True)
+    ebarimt_next_at = NumberAttribute(null=True)
+    ebarimt_status = UnicodeAttribute(null=True)
+    ebarimt_receipt_id = UnicodeAttribute(null=True)
+    ebarimt_qr_data = UnicodeAttribute(null=True)
+    ebarimt_lottery = UnicodeAttribute(null=True)
+    ebarimt_attempts = NumberAttribute(null=True)
+    ebarimt_last_error = UnicodeAttribute(null=True)
 
     by_user = SessionsByUser()
+    reconcile_due = ReconcileDue()
+    pending_since = PendingSince()
+    ebarimt_due = EbarimtDue()
 
 
 class OrderItem(Model):

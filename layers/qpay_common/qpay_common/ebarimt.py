@@ -1,0 +1,114 @@
+"""Ebarimt 3.0 e-receipts, after PROCESSED: never blocks or rolls back an order, never logs the
+receiver (personal data), idempotent (a receipt id present means done)."""
+
+import contextlib
+import time
+from typing import Any
+
+from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus
+from qpay_common.errors import QPayError, QPayRejected, StaleSession
+from qpay_common.observability import count, logger
+from qpay_common.qpay_client import QPayClient
+from qpay_common.repository import SessionsRepository
+from qpay_common.settings import Settings
+from qpay_common.work_queues import EBARIMT_BACKOFF_SECONDS, backoff, not_ebarimt_due
+
+# QPay answers this when the merchant is not enabled for Ebarimt: retrying cannot help.
+PERMANENT_ERRORS = frozenset({"EBARIMT_NOT_REGISTERED"})
+
+
+class EbarimtService:
+    def __init__(self, settings: Settings, repository: SessionsRepository, qpay: QPayClient) -> None:
+        self._settings = settings
+        self._repository = repository
+        self._qpay = qpay
+
+    def register(self, session_id: str) -> str:
+        """One attempt for one session; returns what happened, for the job's summary."""
+        session = self._repository.get(session_id)
+        if session is None:
+            return "gone"
+        if (
+            session.status != PaymentStatus.PROCESSED
+            or session.ebarimt_receipt_id
+            or session.ebarimt_status
+            in (
+                EbarimtStatus.REGISTERED,
+                EbarimtStatus.SKIPPED,
+            )
+        ):
+            self._update(session, not_ebarimt_due())
+            return "not_due"
+        if not self._settings.ebarimt_enabled:
+            self._update(session, {"ebarimt_status": EbarimtStatus.SKIPPED.value, **not_ebarimt_due()})
+            return "skipped"
+        attempts = (session.ebarimt_attempts or 0) + 1
+        now = int(time.time())
+        try:
+            # The claim: an overlapping run loses this conditional write and leaves the session alone.
+            session = self._repository.claim_due(
+                session,
+                "ebarimt_next_at",
+                now,
+                {
+                    "ebarimt_attempts": attempts,
+                    "ebarimt_next_at": now + backoff(EBARIMT_BACKOFF_SECONDS, attempts - 1),
+                },
+            )
+        except StaleSession:
+            return "claimed_elsewhere"
+        try:
+            receipt = self._qpay.create_ebarimt(self._request(session))
+        except QPayError as exc:
+            return self._record_failure(session, exc, attempts)
+        self._update(
+            session,
+            {
+                "ebarimt_status": EbarimtStatus.REGISTERED.value,
+                "ebarimt_receipt_id": receipt.ebarimt_receipt_id or receipt.id,
+                "ebarimt_qr_data": receipt.ebarimt_qr_data,
+                "ebarimt_lottery": receipt.ebarimt_lottery,
+                "ebarimt_last_error": None,
+                **not_ebarimt_due(),
+            },
+        )
+        count("EbarimtRegistered")
+        return "registered"
+
+    def _record_failure(self, session: PaymentSession, exc: QPayError, attempts: int) -> str:
+        # The error text names the QPay path and code only: never the request, which holds the receiver.
+        error = exc.code or type(exc).__name__
+        permanent = isinstance(exc, QPayRejected) and exc.code in PERMANENT_ERRORS
+        gave_up = permanent or attempts >= self._settings.ebarimt_max_attempts
+        changes: dict[str, Any] = {"ebarimt_status": EbarimtStatus.ERROR.value, "ebarimt_last_error": error}
+        if gave_up:
+            changes.update(not_ebarimt_due())
+        self._update(session, changes)
+        count("EbarimtFailed")
+        if gave_up:
+            count("EbarimtGaveUp")
+            logger.error(
+                "Ebarimt receipt not registered; giving up", extra={"error": error, "attempts": attempts}
+            )
+            return "gave_up"
+        logger.warning("Ebarimt receipt failed; will retry", extra={"error": error, "attempts": attempts})
+        return "retry_later"
+
+    def _request(self, session: PaymentSession) -> dict[str, Any]:
+        overrides = session.ebarimt_overrides or {}
+        request: dict[str, Any] = {
+            "payment_id": session.payment_ids[0] if session.payment_ids else None,
+            "ebarimt_receiver_type": overrides.get("receiver_type", self._settings.ebarimt_receiver_type),
+            "district_code": overrides.get("district_code", self._settings.ebarimt_district_code),
+            "classification_code": overrides.get(
+                "classification_code", self._settings.ebarimt_classification_code
+            ),
+        }
+        if overrides.get("receiver"):
+            request["ebarimt_receiver"] = overrides["receiver"]
+        return request
+
+    def _update(self, session: PaymentSession, changes: dict[str, Any]) -> None:
+        # Another run moved it on; its write stands.
+        with contextlib.suppress(StaleSession):
+            self._repository.transition(session, expected=PaymentStatus.PROCESSED, changes=changes)

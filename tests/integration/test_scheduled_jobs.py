@@ -1,0 +1,347 @@
+"""Reconcile, expire and Ebarimt, driven as EventBridge would (the handlers, in process) against
+DynamoDB Local, with the simulator over HTTP and events through moto's EventBridge."""
+
+import concurrent.futures
+import io
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from qpay_common import dependencies
+from qpay_common.domain import iso
+from tests.support import LambdaContext, create_event, get_event, invoke, webhook_event
+
+pytestmark = pytest.mark.integration
+
+SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+
+
+class Context(LambdaContext):
+    def __init__(self, seconds: float = 120) -> None:
+        super().__init__()
+        self.ends_at = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends_at - time.monotonic()) * 1000)
+
+
+def run_job(name, seconds=120):
+    from tests.support import handler
+
+    return handler(name).lambda_handler(SCHEDULED_EVENT, Context(seconds))
+
+
+def create(amount=15000, **extra):
+    status, body = invoke("create_payment", create_event({"amount": amount, **extra}))
+    assert status == 201, body
+    return body
+
+
+def set_attributes(aws, session_id, **values):
+    """Time travel for a test: move a session's due times or creation time."""
+    names = {f"#{k}": k for k in values}
+    typed = {f":{k}": ({"N": str(v)} if isinstance(v, int | float) else {"S": v}) for k, v in values.items()}
+    aws.dynamodb.update_item(
+        TableName="SessionsTable",
+        Key={"session_id": {"S": session_id}},
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=typed,
+    )
+
+
+def status_of(aws, session_id):
+    return aws.session(session_id)["status"]["S"]
+
+
+class TestReconcile:
+    def test_a_lost_callback_is_found_and_fulfilled_once(self, empty_tables, sim):
+        aws = empty_tables
+        created = create()
+        sim.pay(created["invoice_id"])  # the callback never comes
+
+        summary = run_job("reconcile")
+
+        assert summary["outcomes"] == {"confirmed": 1}
+        assert status_of(aws, created["session_id"]) == "PROCESSED"
+        assert len(aws.orders(created["session_id"])) == 1
+        assert len(aws.events(created["session_id"])) == 1
+
+    def test_a_crash_between_paid_and_the_order_is_finished_by_the_next_run(self, empty_tables, sim):
+        aws = empty_tables
+        created = create()
+        sim.pay(created["invoice_id"])
+        service = dependencies.payments_service()
+
+        def crash(stage, session):
+            if stage == "before_order":
+                raise RuntimeError("Lambda died")
+
+        service.fault_hook = crash
+        assert invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))[0] == 500
+        service.fault_hook = None
+        assert status_of(aws, created["session_id"]) == "PAID"
+        set_attributes(aws, created["session_id"], next_check_at=int(time.time()) - 1)  # a minute later
+
+        summary = run_job("reconcile")
+
+        assert summary["outcomes"] == {"finished": 1}
+        assert status_of(aws, created["session_id"]) == "PROCESSED"
+        assert len(aws.orders(created["session_id"])) == 1
+        assert len(aws.events(created["session_id"])) == 1
+
+    def test_checks_back_off_so_an_unpaid_invoice_is_not_asked_every_minute(self, empty_tables, sim):
+        aws = empty_tables
+        created = create()
+
+        first = run_job("reconcile")
+        second = run_job("reconcile")  # a minute later the session is not due yet
+
+        assert first["outcomes"] == {"still_open": 1}
+        assert second["due"] == 0
+        assert sim.calls("POST /v2/payment/check") == 1
+        next_check = int(aws.session(created["session_id"])["next_check_at"]["N"])
+        assert 50 <= next_check - time.time() <= 61
+        set_attributes(aws, created["session_id"], next_check_at=int(time.time()) - 1)
+        run_job("reconcile")
+        next_check = int(aws.session(created["session_id"])["next_check_at"]["N"])
+        assert 110 <= next_check - time.time() <= 121
+
+    def test_only_due_sessions_are_read_out_of_ten_thousand(self, empty_tables, sim):
+        aws = empty_tables
+        due = [create(amount=100 + n)["session_id"] for n in range(50)]
+        future = int(time.time()) + 3600
+        now = iso(datetime.now(UTC))
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "session_id": {"S": f"ps_filler{n:027d}"},
+                        "user_id": {"S": "filler"},
+                        "status": {"S": "PENDING" if n % 2 else "PROCESSED"},
+                        "version": {"N": "1"},
+                        "amount": {"N": "100"},
+                        "created_at": {"S": now},
+                        "updated_at": {"S": now},
+                        # Half are open and checked later; half are done and carry no index key.
+                        **(
+                            {"reconcile_shard": {"S": f"R#{n % 10}"}, "next_check_at": {"N": str(future)}}
+                            if n % 2
+                            else {}
+                        ),
+                    }
+                }
+            }
+            for n in range(9950)
+        ]
+        for start in range(0, len(requests), 25):
+            aws.dynamodb.batch_write_item(RequestItems={"SessionsTable": requests[start : start + 25]})
+
+        summary = run_job("reconcile")
+
+        assert summary["due"] == 50
+        assert summary["index_items_read"] == 50
+        assert sim.calls("POST /v2/payment/check") == 50
+        assert {aws.session(session_id)["reconcile_checks"]["N"] for session_id in due} == {"1"}
+
+    def test_five_hundred_due_sessions_with_a_slow_qpay_finish_in_one_run(self, empty_tables, sim):
+        aws = empty_tables
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            created = list(pool.map(lambda n: create(amount=100 + n), range(500)))
+        for body in created:
+            sim.pay(body["invoice_id"])
+        sim.faults({"path": "/v2/payment/check", "delay_ms": 100})
+
+        started = time.monotonic()
+        summary = run_job("reconcile", seconds=60)
+        elapsed = time.monotonic() - started
+
+        print(f"\nreconcile of 500 due sessions with 100 ms QPay checks: {elapsed:.1f} s")
+        assert summary["outcomes"] == {"confirmed": 500}
+        assert summary["left_for_next_run"] == 0
+        assert elapsed < 50
+        assert status_of(aws, created[-1]["session_id"]) == "PROCESSED"
+
+    def test_a_run_stops_before_its_timeout_and_leaves_the_rest_due(self, empty_tables, sim):
+        for _ in range(5):
+            create()
+        dependencies.settings()  # warm the graph so timing is the job's own
+
+        summary = run_job("reconcile", seconds=dependencies.settings().job_safety_seconds)
+
+        assert summary["due"] == 5
+        assert summary["left_for_next_run"] == 5
+        assert run_job("reconcile")["outcomes"] == {"still_open": 5}
+
+    def test_two_overlapping_runs_make_one_order_each(self, empty_tables, sim):
+        aws = empty_tables
+        created = [create(amount=100 + n) for n in range(20)]
+        for body in created:
+            sim.pay(body["invoice_id"])
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            summaries = list(pool.map(lambda _: run_job("reconcile"), range(2)))
+
+        for body in created:
+            assert status_of(aws, body["session_id"]) == "PROCESSED"
+            assert len(aws.orders(body["session_id"])) == 1
+            assert len(aws.events(body["session_id"])) == 1
+        # Each session was worked by exactly one of the runs; the other saw it claimed or done.
+        worked = sum(
+            summary["outcomes"].get(o, 0) for summary in summaries for o in ("confirmed", "finished")
+        )
+        assert worked == 20
+
+
+class TestExpire:
+    def test_an_old_pending_session_expires_its_invoice_is_cancelled_and_a_late_payment_is_honoured(
+        self, empty_tables, sim
+    ):
+        aws = empty_tables
+        created = create()
+        old = iso(datetime.now(UTC) - timedelta(minutes=31))
+        set_attributes(aws, created["session_id"], created_at=old)
+        fresh = create()
+
+        summary = run_job("expire")
+
+        assert summary["outcomes"] == {"expired": 1}
+        assert status_of(aws, created["session_id"]) == "EXPIRED"
+        assert status_of(aws, fresh["session_id"]) == "PENDING"
+        assert sim.invoice(created["invoice_id"])["status"] == "CANCELLED"
+        purge_at = int(aws.session(created["session_id"])["purge_at"]["N"])
+        assert abs(purge_at - (time.time() + 30 * 86400)) < 120
+
+        sim.pay(created["invoice_id"])  # the customer's app still had the QR open; no callback
+        run_job("reconcile")
+
+        assert status_of(aws, created["session_id"]) == "PROCESSED"
+        assert len(aws.orders(created["session_id"])) == 1
+
+    def test_an_invoice_paid_just_before_expiry_is_settled_not_voided(self, empty_tables, sim):
+        aws = empty_tables
+        created = create()
+        sim.pay(created["invoice_id"])
+        set_attributes(aws, created["session_id"], created_at=iso(datetime.now(UTC) - timedelta(hours=1)))
+
+        run_job("expire")
+
+        assert status_of(aws, created["session_id"]) == "PROCESSED"
+        assert len(aws.orders(created["session_id"])) == 1
+
+    def test_expire_twice_at_once_expires_once(self, empty_tables, sim):
+        aws = empty_tables
+        created = [create(amount=100 + n) for n in range(10)]
+        for body in created:
+            set_attributes(aws, body["session_id"], created_at=iso(datetime.now(UTC) - timedelta(hours=1)))
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            summaries = list(pool.map(lambda _: run_job("expire"), range(2)))
+
+        assert sum(summary["outcomes"].get("expired", 0) for summary in summaries) == 10
+        assert sim.calls("DELETE /v2/invoice/{id}") == 10
+
+
+@pytest.fixture
+def ebarimt_on(monkeypatch, empty_tables):
+    monkeypatch.setenv("EBARIMT_ENABLED", "true")
+    dependencies.reset()
+    return empty_tables
+
+
+def processed_session(sim, **extra):
+    created = create(**extra)
+    sim.pay(created["invoice_id"])
+    invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
+    return created
+
+
+def ebarimt_view(session_id):
+    status, view = invoke("get_payment", get_event(session_id))
+    assert status == 200
+    return view["ebarimt"]
+
+
+class TestEbarimt:
+    def test_enabled_registers_a_receipt(self, ebarimt_on, sim):
+        created = processed_session(sim)
+
+        summary = run_job("ebarimt")
+
+        assert summary["outcomes"] == {"registered": 1}
+        receipt = ebarimt_view(created["session_id"])
+        assert receipt["status"] == "REGISTERED"
+        assert len(receipt["receipt_id"]) == 33
+        assert receipt["qr_data"]
+        assert run_job("ebarimt")["due"] == 0
+
+    def test_qpay_failing_twice_gives_error_then_registered_on_a_later_run(self, ebarimt_on, sim):
+        aws = ebarimt_on
+        created = processed_session(sim)
+        sim.faults({"path": "/v2/ebarimt_v3/create", "status": 503, "times": 2})
+
+        outcomes = []
+        for _ in range(3):
+            outcomes.append(run_job("ebarimt")["outcomes"])
+            if outcomes[-1] != {"registered": 1}:
+                assert ebarimt_view(created["session_id"])["status"] == "ERROR"
+                set_attributes(aws, created["session_id"], ebarimt_next_at=int(time.time()) - 1)
+
+        assert outcomes == [{"retry_later": 1}, {"retry_later": 1}, {"registered": 1}]
+        assert ebarimt_view(created["session_id"])["status"] == "REGISTERED"
+
+    def test_merchant_not_registered_is_permanent_and_not_retried(self, ebarimt_on, sim):
+        aws = ebarimt_on
+        sim.post("/_sim/config", {"ebarimt_registered": False})
+        created = processed_session(sim)
+
+        first = run_job("ebarimt")
+        set_attributes(aws, created["session_id"], ebarimt_attempts=1)
+        second = run_job("ebarimt")
+
+        assert first["outcomes"] == {"gave_up": 1}
+        assert second["due"] == 0
+        assert sim.calls("POST /v2/ebarimt_v3/create") == 1
+        stored = aws.session(created["session_id"])
+        assert stored["ebarimt_status"]["S"] == "ERROR"
+        assert stored["ebarimt_last_error"]["S"] == "EBARIMT_NOT_REGISTERED"
+        assert stored["status"]["S"] == "PROCESSED"  # the order stands
+
+    def test_disabled_is_skipped_without_calling_qpay(self, empty_tables, sim):
+        created = processed_session(sim)
+
+        summary = run_job("ebarimt")
+
+        assert summary["due"] == 0
+        assert ebarimt_view(created["session_id"])["status"] == "SKIPPED"
+        assert sim.calls("POST /v2/ebarimt_v3/create") == 0
+
+    def test_per_session_overrides_reach_qpay_and_the_receiver_never_reaches_the_logs(self, ebarimt_on, sim):
+        from qpay_common.observability import logger
+
+        captured = io.StringIO()
+        handler = logging.StreamHandler(captured)
+        handler.setFormatter(logger.registered_formatter)
+        logging.getLogger(logger.name).addHandler(handler)
+        receiver = "99118822"
+        created = processed_session(
+            sim, ebarimt={"receiver_type": "CITIZEN", "receiver": receiver, "district_code": "2301"}
+        )
+        sim.faults({"path": "/v2/ebarimt_v3/create", "status": 503, "times": 1})
+        run_job("ebarimt")
+        set_attributes(ebarimt_on, created["session_id"], ebarimt_next_at=int(time.time()) - 1)
+
+        run_job("ebarimt")
+
+        [payment] = sim.invoice(created["invoice_id"])["payments"]
+        assert payment["ebarimt"] == "REGISTERED"
+        assert payment["ebarimt_district_code"] == "2301"
+        assert payment["ebarimt_receiver_type"] == "CITIZEN"
+        assert ebarimt_view(created["session_id"])["status"] == "REGISTERED"
+        logging.getLogger(logger.name).removeHandler(handler)
+        logs = captured.getvalue()
+        assert "Ebarimt receipt failed" in logs  # the JSON logs were captured, the failure among them
+        assert '"session_id"' in logs
+        assert receiver not in logs
