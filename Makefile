@@ -92,6 +92,9 @@ integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process,
 e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven over HTTP
 	$(call run_suite,e2e,tests/e2e)
 
+bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler
+	@$(PY) -m bench.cold_start
+
 build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv)
 	@PYENV_VERSION="$$(pyenv version-name 2>/dev/null | head -1):3.13.0" $(SAM) build
 
