@@ -385,10 +385,12 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
+        # Logged without the query: a QPay callback URL carries its HMAC token there.
+        logged_path = urlsplit(self.path).path
         try:
             body = self.read_body()
         except BodyTooLarge as error:
-            logger.info("%s %s -> 413 (%s)", self.command, self.path, error)
+            logger.info("%s %s -> 413 (%s)", self.command, logged_path, error)
             self.reply_too_large()
             return
         request = IncomingRequest(
@@ -403,13 +405,13 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
         try:
             response = front_door.handle(request)
         except Exception:
-            logger.exception("front door failed on %s %s", self.command, self.path)
+            logger.exception("front door failed on %s %s", self.command, logged_path)
             response = HttpResponse.json(500, INTERNAL_ERROR)
         self.send_plain(response.status, response.body, response.headers)
         logger.info(
             "%s %s -> %s (%.0f ms)",
             self.command,
-            self.path,
+            logged_path,
             response.status,
             (time.monotonic() - started) * 1000,
         )

@@ -73,6 +73,9 @@ def test_the_tenth_duplicate_callback_leaves_one_order_and_one_event(stack):
     assert [(answer.status_code, answer.text) for answer in answers] == [(200, "SUCCESS")] * 10
     assert len(stack.orders(body["session_id"])) == 1
     assert len(stack.events(body["session_id"])) == 1
+    # The callback's HMAC token is a secret: it appears nowhere in the stack's logs.
+    token = callback.split("token=")[1].split("&")[0]
+    assert all(token not in line for line in stack.output)
 
 
 def test_webhook_wrong_token_is_401_and_unknown_session_is_404(stack):

@@ -58,6 +58,11 @@ def test_items_must_sum_to_the_amount():
         )
 
 
+def test_an_empty_item_list_does_not_sum_to_the_amount():
+    with pytest.raises(ValidationError, match="items sum to 0"):
+        CreatePaymentRequest.model_validate({"amount": 100, "items": []})
+
+
 def test_metadata_is_limited_to_4_kb_of_json():
     CreatePaymentRequest.model_validate({"amount": 1, "metadata": {"note": "x" * 4000}})
     with pytest.raises(ValidationError, match="metadata is"):

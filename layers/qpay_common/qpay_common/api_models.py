@@ -39,7 +39,7 @@ class CreatePaymentRequest(_Strict):
 
     @model_validator(mode="after")
     def _check_totals(self) -> "CreatePaymentRequest":
-        if self.items:
+        if self.items is not None:
             total = sum(item.quantity * item.unit_price for item in self.items)
             if total != self.amount:
                 raise ValueError(f"items sum to {total}, not to amount {self.amount}")
