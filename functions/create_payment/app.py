@@ -1,16 +1,14 @@
 """POST /payments: a payment session and its QPay invoice (QR, deeplinks, short URL)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common import dependencies
-from qpay_common.api import build_resolver, caller_user_id, public_base_url
+from qpay_common.api import caller_user_id, http_handler, public_base_url
 from qpay_common.api_models import CreatePaymentRequest, PaymentCreated, error_responses
-from qpay_common.observability import logger, metrics
 
 router = Router()
 
@@ -44,10 +42,4 @@ def create_payment(
     )
 
 
-app = build_resolver(router)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(router)

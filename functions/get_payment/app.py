@@ -1,15 +1,13 @@
 """GET /payments/{session_id}: the caller's own payment session (asks QPay, throttled, while PENDING)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common import dependencies
-from qpay_common.api import build_resolver, caller_user_id
+from qpay_common.api import caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
-from qpay_common.observability import logger, metrics
 
 router = Router()
 
@@ -27,10 +25,4 @@ def get_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
     return PaymentView.from_session(session)
 
 
-app = build_resolver(router)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(router)

@@ -4,17 +4,16 @@ The URL carries the session id and its HMAC token; the body (if any) is ignored 
 QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates included.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common import dependencies
-from qpay_common.api import build_resolver
+from qpay_common.api import http_handler
 from qpay_common.api_models import error_responses
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import logger
 
 router = Router()
 
@@ -42,10 +41,4 @@ def qpay_callback(
     return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="SUCCESS")
 
 
-app = build_resolver(router)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = http_handler(router)

@@ -1,6 +1,7 @@
 """The HTTP API resolver every function uses: validation on, the contract's error shape, the
 64 KB body limit, and the caller's identity from the JWT authorizer."""
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -15,7 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common.errors import ConfigurationError, PaymentError, Unauthorized
 from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
-from qpay_common.observability import logger
+from qpay_common.observability import logger, metrics
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -92,6 +95,19 @@ def build_resolver(*routers: Router) -> PaymentsResolver:
         return _json_error(HTTPStatus.NOT_FOUND, "NOT_FOUND", "no such route")
 
     return app
+
+
+def http_handler(*routers: Router) -> LambdaHandler:
+    """The Lambda entry point of an HTTP function: its routers behind one resolver, with the
+    shared logging context and metrics flushing."""
+    app = build_resolver(*routers)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return lambda_handler
 
 
 def caller_user_id(app: BaseRouter) -> str:
