@@ -23,6 +23,9 @@ class BodyTooLarge(Exception):
 
 class LocalHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when many clients (or a burst of
+    # QPay callbacks) connect at once.
+    request_queue_size = 128
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler_class: type[BaseHTTPRequestHandler], app: Any):

@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, PutError
 
 from qpay_common.settings import Settings
-from qpay_common.tables import CacheItem, bind
+from qpay_common.tables import CacheItem, bind, warm_up
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -17,6 +17,7 @@ class CacheStore:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._items = bind(CacheItem, settings.cache_table, settings)
         self._clock = clock
+        warm_up(self._items)
 
     def get(self, key: str) -> tuple[dict[str, Any], str | None] | None:
         """The live item's data and tag, read consistently (a lock waiter must see the holder's put)."""

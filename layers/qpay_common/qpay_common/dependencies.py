@@ -3,7 +3,10 @@
 Tests call reset() after changing the environment, or pass their own parts to the classes.
 """
 
-from functools import cache
+import threading
+from collections.abc import Callable
+from functools import cache, wraps
+from typing import Any, TypeVar
 
 from qpay_common.cache import CacheStore
 from qpay_common.credentials import QPayCredentials, load_credentials
@@ -16,13 +19,30 @@ from qpay_common.scheduled import ScheduledJobs
 from qpay_common.settings import Settings, load_settings
 from qpay_common.token_cache import QPayTokenProvider
 
+T = TypeVar("T")
+# One build even when threads (the local stack, a job's pool) ask at once: several graphs would
+# each create their own AWS clients, which is slow.
+_building = threading.RLock()
 
-@cache
+
+def once(factory: Callable[[], T]) -> Callable[[], T]:
+    cached = cache(factory)
+
+    @wraps(factory)
+    def get() -> T:
+        with _building:
+            return cached()
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@once
 def settings() -> Settings:
     return load_settings()
 
 
-@cache
+@once
 def credentials() -> QPayCredentials:
     return load_credentials(settings())
 
@@ -42,18 +62,18 @@ def token_provider(config: Settings, secrets: QPayCredentials) -> QPayTokenProvi
     return QPayTokenProvider(CacheStore(config), auth)
 
 
-@cache
+@once
 def qpay_client() -> QPayClient:
     config = settings()
     return QPayClient(qpay_transport(config), token_provider(config, credentials()))
 
 
-@cache
+@once
 def repository() -> SessionsRepository:
     return SessionsRepository(settings())
 
 
-@cache
+@once
 def payments_service() -> PaymentsService:
     config = settings()
     return PaymentsService(
@@ -61,7 +81,7 @@ def payments_service() -> PaymentsService:
     )
 
 
-@cache
+@once
 def scheduled_jobs() -> ScheduledJobs:
     config = settings()
     ebarimt = EbarimtService(config, repository(), qpay_client())
@@ -69,5 +89,13 @@ def scheduled_jobs() -> ScheduledJobs:
 
 
 def reset() -> None:
-    for cached in (settings, credentials, qpay_client, repository, payments_service, scheduled_jobs):
+    built: tuple[Any, ...] = (
+        settings,
+        credentials,
+        qpay_client,
+        repository,
+        payments_service,
+        scheduled_jobs,
+    )
+    for cached in built:
         cached.cache_clear()

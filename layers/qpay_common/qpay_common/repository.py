@@ -13,7 +13,7 @@ from pynamodb.transactions import TransactWrite
 from qpay_common.domain import Order, PaymentSession, PaymentStatus
 from qpay_common.errors import StaleSession
 from qpay_common.settings import Settings
-from qpay_common.tables import OrderItem, SessionItem, bind
+from qpay_common.tables import OrderItem, SessionItem, bind, warm_up
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks")
@@ -32,7 +32,11 @@ class SessionsRepository:
     def __init__(self, settings: Settings) -> None:
         self._sessions = bind(SessionItem, settings.sessions_table, settings)
         self._orders = bind(OrderItem, settings.orders_table, settings)
-        self._connection = Connection(region=settings.aws_region, host=settings.dynamodb_endpoint_url)
+        self._connection = Connection(
+            region=settings.aws_region, host=settings.dynamodb_endpoint_url, max_pool_connections=32
+        )
+        warm_up(self._sessions, self._orders)
+        _ = self._connection.client
 
     def _to_session(self, item: SessionItem) -> PaymentSession:
         data = item.attribute_values

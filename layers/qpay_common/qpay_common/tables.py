@@ -148,7 +148,16 @@ def bind(model: type[ModelT], table_name: str, settings: Settings) -> type[Model
         "connect_timeout_seconds": 2,
         "read_timeout_seconds": 5,
         "max_retry_attempts": 3,
+        # Scheduled jobs work sessions from a thread pool: one pooled connection per thread.
+        "max_pool_connections": 32,
     }
     # pynamodb copies indexes onto each subclass, so by_user follows the bound table.
     attrs: dict[str, Any] = {"Meta": type("Meta", (), meta), "__module__": model.__module__}
     return type(model.__name__, (model,), attrs)
+
+
+def warm_up(*models: type[Model]) -> None:
+    """Create each model's DynamoDB client now. pynamodb creates it lazily, and concurrent first
+    requests (the local stack's threads, a job's pool) would each build one, slowly."""
+    for model in models:
+        _ = model._get_connection().connection.client
