@@ -3,7 +3,6 @@ moto; the simulator; the front door and invoke API) on free ports, and drives it
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,22 +11,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from local.dev_token import mint_token
+from local.endpoints import free_port, local_client
 from local.inspect import orders_for_session, read_events
 from tests.support import ROOT
 
 READY_LINE = "LOCAL STACK READY"
 START_TIMEOUT_SECONDS = 90
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -65,13 +58,10 @@ class Stack:
         return requests.get(f"{self.sim}/_sim/invoices/{invoice_id}", timeout=10).json()
 
     def dynamodb_client(self) -> Any:
-        return boto3.client(
-            "dynamodb",
-            endpoint_url=self.dynamodb,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        return local_client("dynamodb", self.dynamodb)
+
+    def lambda_client(self) -> Any:
+        return local_client("lambda", self.invoke)
 
     def orders(self, session_id: str) -> list[dict[str, Any]]:
         return orders_for_session(self.dynamodb_client(), session_id)

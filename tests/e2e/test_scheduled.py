@@ -4,7 +4,6 @@ their template schedules (sped up)."""
 import json
 import time
 
-import boto3
 import pytest
 
 from tests.e2e.conftest import start_stack, stop_stack
@@ -12,18 +11,8 @@ from tests.e2e.conftest import start_stack, stop_stack
 pytestmark = pytest.mark.e2e
 
 
-def lambda_client(stack):
-    return boto3.client(
-        "lambda",
-        endpoint_url=stack.invoke,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 def invoke(stack, function_name):
-    result = lambda_client(stack).invoke(FunctionName=function_name, Payload=b"{}")
+    result = stack.lambda_client().invoke(FunctionName=function_name, Payload=b"{}")
     assert "FunctionError" not in result
     return json.loads(result["Payload"].read())
 

@@ -5,7 +5,6 @@ import io
 import json
 from datetime import datetime
 
-import boto3
 import pytest
 import requests
 import zxingcpp
@@ -171,13 +170,7 @@ def test_another_user_reads_someone_elses_session_as_404(stack):
 
 
 def test_the_lambda_invoke_api_runs_a_function_from_the_template(stack):
-    client = boto3.client(
-        "lambda",
-        endpoint_url=stack.invoke,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    client = stack.lambda_client()
     event = get_event("ps_does_not_exist")
 
     result = client.invoke(FunctionName="GetPaymentFunction", Payload=json.dumps(event))

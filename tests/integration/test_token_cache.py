@@ -4,9 +4,9 @@ and the simulator over HTTP."""
 import threading
 import time
 
-import boto3
 import pytest
 
+from local.endpoints import local_client
 from qpay_common.cache import CacheStore
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.qpay_models import InvoiceRequest
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def settings(dynamodb_local, simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_local, region_name="us-east-1")
+    client = local_client("dynamodb", dynamodb_local)
     for key in (TOKEN_KEY, "lock#token"):
         client.delete_item(TableName="CacheTable", Key={"pk": {"S": key}})
     return load_settings(
