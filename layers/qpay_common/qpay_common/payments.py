@@ -7,6 +7,7 @@ from whatever state the winner left.
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import time
@@ -124,8 +125,10 @@ class PaymentsService:
             try:
                 return self._create_payment(user_id, request, callback_base_url, session_id), True
             except Exception:
-                # Nothing was created, so the same key may be retried.
-                self._cache.delete(key)
+                # Nothing usable was created, so the same key may be retried (the key's TTL
+                # frees it anyway if this delete fails too).
+                with contextlib.suppress(Exception):
+                    self._cache.delete(key)
                 raise
         found = self._cache.get(key)
         if found is None:
