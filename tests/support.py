@@ -90,20 +90,16 @@ def invoke(function_dir: str, event: dict[str, Any]) -> tuple[int, Any]:
 
 
 def cancel_event(session_id: str, *, user_id: str = "alice") -> dict[str, Any]:
-    event = get_event(session_id, user_id=user_id)
-    path = f"/payments/{session_id}/cancel"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "POST"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /payments/{session_id}/cancel"
+    event = with_user(sample_event("cancel_payment"), user_id)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/payments/{session_id}/cancel"
+    event["pathParameters"] = {"session_id": session_id}
     return event
 
 
 def list_event(*, user_id: str = "alice", **query: str) -> dict[str, Any]:
-    event = with_user(sample_event("get_payment"), user_id)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/payments"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /payments"
-    event.pop("pathParameters", None)
+    event = with_user(sample_event("list_payments"), user_id)
     event["rawQueryString"] = urlencode(query)
+    event.pop("queryStringParameters", None)
     if query:
         event["queryStringParameters"] = dict(query)
     return event

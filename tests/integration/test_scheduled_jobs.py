@@ -11,11 +11,9 @@ import pytest
 
 from qpay_common import dependencies
 from qpay_common.domain import iso
-from tests.support import LambdaContext, create_event, get_event, invoke, webhook_event
+from tests.support import LambdaContext, create_event, get_event, handler, invoke, sample_event, webhook_event
 
 pytestmark = pytest.mark.integration
-
-SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
 
 
 class Context(LambdaContext):
@@ -28,9 +26,7 @@ class Context(LambdaContext):
 
 
 def run_job(name, seconds=120):
-    from tests.support import handler
-
-    return handler(name).lambda_handler(SCHEDULED_EVENT, Context(seconds))
+    return handler(name).lambda_handler(sample_event(name), Context(seconds))
 
 
 def create(amount=15000, **extra):

@@ -42,13 +42,17 @@ def test_error_answers_are_documented_in_the_contract_shape_and_422_is_not():
 def test_the_handler_serves_the_document():
     from functions.openapi import app
 
-    event = sample_event("get_payment")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/openapi.json"
-    event["routeKey"] = "GET /openapi.json"
-    event.pop("pathParameters")
-    event["requestContext"].pop("authorizer")
-
-    response = app.lambda_handler(event, LambdaContext())
+    response = app.lambda_handler(sample_event("openapi"), LambdaContext())
 
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["info"]["title"] == "QPay payments API"
+
+
+def test_every_function_has_a_sample_event():
+    from tests.support import EVENTS
+
+    for function in load_template(TEMPLATE).functions.values():
+        handler_dir = function.code_uri.name if function.code_uri.name != "functions" else "openapi"
+        assert (EVENTS / f"{handler_dir}.json").exists() or (EVENTS / f"{handler_dir}_get.json").exists(), (
+            handler_dir
+        )
