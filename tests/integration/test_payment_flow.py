@@ -183,3 +183,30 @@ def test_another_users_session_reads_as_not_found(aws, sim):
 
     assert status == 404
     assert body == {"error": {"code": "NOT_FOUND", "message": "payment session not found", "details": []}}
+
+
+def test_an_event_bus_failure_leaves_the_session_paid_and_a_retry_finishes_it(aws, sim, monkeypatch):
+    from qpay_common import dependencies
+
+    created = create()
+    sim.pay(created["invoice_id"])
+    callback = webhook_event(sim.callback_url(created["invoice_id"]))
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
+    dependencies.reset()
+
+    status, answer = invoke("qpay_webhook", callback)
+
+    # The payment is recorded (order written) and QPay is told so; only the event is owed.
+    assert (status, answer) == (200, "SUCCESS")
+    assert aws.session(created["session_id"])["status"]["S"] == "PAID"
+    assert len(aws.orders()) == 1
+    assert aws.events() == []
+
+    monkeypatch.setenv("EVENT_BUS_NAME", aws.bus_name)
+    dependencies.reset()
+    status, answer = invoke("qpay_webhook", callback)
+
+    assert (status, answer) == (200, "SUCCESS")
+    assert aws.session(created["session_id"])["status"]["S"] == "PROCESSED"
+    assert len(aws.orders()) == 1
+    assert len(aws.events()) == 1

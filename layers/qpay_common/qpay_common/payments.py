@@ -393,8 +393,17 @@ class PaymentsService:
             except EventPublishError as exc:
                 count("EventPublishFailed")
                 logger.error("PaymentCompleted not published; session stays PAID", extra={"error": str(exc)})
-                return session
+                return self._release_emit_lease(session)
         return session
+
+    def _release_emit_lease(self, session: PaymentSession) -> PaymentSession:
+        """Let the next attempt (a duplicate callback, a poll, reconcile) publish at once."""
+        try:
+            return self._repository.transition(
+                session, expected=PaymentStatus.PAID, changes={"emit_lease_until": None}
+            )
+        except StaleSession:
+            return session
 
     def _mark_paid(
         self, session: PaymentSession, total_paid: int, payment_ids: list[str], source: str
