@@ -55,6 +55,35 @@ class TestStatus:
 
         assert sim.calls("POST /v2/payment/check") == checks
 
+    def test_a_read_past_expires_at_expires_the_session_and_cancels_the_invoice(self, aws, sim):
+        created = create()
+        aws.dynamodb.update_item(
+            TableName="SessionsTable",
+            Key={"session_id": {"S": created["session_id"]}},
+            UpdateExpression="SET expires_at = :past",
+            ExpressionAttributeValues={":past": {"S": "2026-01-01T00:00:00.000Z"}},
+        )
+
+        status, view = read(created["session_id"])
+
+        assert (status, view["status"]) == (200, "EXPIRED")
+        assert sim.invoice(created["invoice_id"])["status"] == "CANCELLED"
+
+    def test_a_payment_found_by_a_read_past_expiry_is_still_fulfilled(self, aws, sim):
+        created = create()
+        sim.pay(created["invoice_id"])
+        aws.dynamodb.update_item(
+            TableName="SessionsTable",
+            Key={"session_id": {"S": created["session_id"]}},
+            UpdateExpression="SET expires_at = :past",
+            ExpressionAttributeValues={":past": {"S": "2026-01-01T00:00:00.000Z"}},
+        )
+
+        status, view = read(created["session_id"])
+
+        assert (status, view["status"]) == (200, "PROCESSED")
+        assert len(aws.orders()) == 1
+
     def test_qpay_down_during_a_read_still_answers_the_stored_state(self, aws, sim):
         created = create()
         sim.faults({"path": "/v2/payment/check", "status": 503})

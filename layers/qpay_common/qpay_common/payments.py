@@ -206,10 +206,20 @@ class PaymentsService:
         if not self._cache.put_if_absent(f"poll#{session_id}", {}, expires_at=throttle_until):
             return session
         try:
-            return self.confirm_with_qpay(session, source="status")
+            session = self.confirm_with_qpay(session, source="status")
         except QPayUnavailable:
             # A read must not fail because QPay is slow; the webhook or reconcile will catch up.
             return session
+        if session.status == PaymentStatus.PENDING and self._past_expiry(session):
+            # The expire job runs every few minutes; a read past expires_at need not wait for it.
+            with contextlib.suppress(StaleSession):
+                return self.expire(session)
+        return session
+
+    def _past_expiry(self, session: PaymentSession) -> bool:
+        if session.expires_at is None:
+            return False
+        return datetime.fromisoformat(session.expires_at) <= self._clock()
 
     def list_payments(
         self, user_id: str, *, limit: int, cursor: str | None
