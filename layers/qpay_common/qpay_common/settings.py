@@ -53,8 +53,9 @@ class Settings(BaseModel):
     # Reconcile keeps asking QPay about CANCELLED/EXPIRED/FAILED sessions this long (policy A).
     reconcile_grace_hours: int = Field(alias="RECONCILE_GRACE_HOURS", default=24, ge=1)
     job_concurrency: int = Field(alias="JOB_CONCURRENCY", default=16, ge=1, le=64)
-    # Scheduled jobs stop taking new work this long before their Lambda timeout.
-    job_safety_seconds: float = Field(alias="JOB_SAFETY_SECONDS", default=10.0, ge=0)
+    # Scheduled jobs stop taking new work this long before their Lambda timeout: more than one
+    # QPay call budget, so a session started last still finishes in time.
+    job_safety_seconds: float = Field(alias="JOB_SAFETY_SECONDS", default=25.0, ge=0)
 
     ebarimt_enabled: bool = Field(alias="EBARIMT_ENABLED", default=False)
     ebarimt_receiver_type: Literal["CITIZEN", "COMPANY"] = Field(
