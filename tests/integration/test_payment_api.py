@@ -19,6 +19,16 @@ def read(session_id, user_id="alice"):
     return invoke("get_payment", get_event(session_id, user_id=user_id))
 
 
+def let_expire(aws, session_id):
+    """Time travel for a test: the session's expires_at is in the past."""
+    aws.dynamodb.update_item(
+        TableName="SessionsTable",
+        Key={"session_id": {"S": session_id}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"S": "2026-01-01T00:00:00.000Z"}},
+    )
+
+
 def cancel(session_id, user_id="alice"):
     return invoke("cancel_payment", cancel_event(session_id, user_id=user_id))
 
@@ -57,12 +67,7 @@ class TestStatus:
 
     def test_a_read_past_expires_at_expires_the_session_and_cancels_the_invoice(self, aws, sim):
         created = create()
-        aws.dynamodb.update_item(
-            TableName="SessionsTable",
-            Key={"session_id": {"S": created["session_id"]}},
-            UpdateExpression="SET expires_at = :past",
-            ExpressionAttributeValues={":past": {"S": "2026-01-01T00:00:00.000Z"}},
-        )
+        let_expire(aws, created["session_id"])
 
         status, view = read(created["session_id"])
 
@@ -72,12 +77,7 @@ class TestStatus:
     def test_a_payment_found_by_a_read_past_expiry_is_still_fulfilled(self, aws, sim):
         created = create()
         sim.pay(created["invoice_id"])
-        aws.dynamodb.update_item(
-            TableName="SessionsTable",
-            Key={"session_id": {"S": created["session_id"]}},
-            UpdateExpression="SET expires_at = :past",
-            ExpressionAttributeValues={":past": {"S": "2026-01-01T00:00:00.000Z"}},
-        )
+        let_expire(aws, created["session_id"])
 
         status, view = read(created["session_id"])
 

@@ -83,3 +83,7 @@ class QPayTransportError(QPayError):
 
 class StaleSession(Exception):
     """A conditional write lost a race: the session is no longer in the expected state/version."""
+
+
+class DuplicateSettlement(Exception):
+    """A QPay payment id is already settled against another order: needs a human."""

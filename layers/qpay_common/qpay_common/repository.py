@@ -11,16 +11,12 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from qpay_common.domain import Order, PaymentSession, PaymentStatus
-from qpay_common.errors import StaleSession
+from qpay_common.errors import DuplicateSettlement, StaleSession
 from qpay_common.settings import Settings
 from qpay_common.tables import OrderItem, SessionItem, bind, warm_up
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks")
-
-
-class DuplicateSettlement(Exception):
-    """A QPay payment id is already settled against another order: needs a human."""
 
 
 def _lost_race(exc: Exception) -> bool:
