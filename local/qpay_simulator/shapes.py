@@ -9,8 +9,9 @@ Sources, cited by short name below (all public; read, not copied):
            quote QPay's published examples (the "Excel" P2P payment, card check row, invoice).
 - [qsdk]   the qpay-sdk family (`qpay-py` 1.0.0 on PyPI, its Go/PHP/Ruby/Swift siblings and the
            qpay-sdk/qpay-docs pages).
-- [fleet]  a recorded Ebarimt 3.0 create answer in fleetbase storefront `Support/QPay.php`
-           (`mockEbarimtResponse`), the same receipt as [tpa] `ebarimt_test.go`.
+- [fleet]  a recorded Ebarimt 3.0 receipt: [tpa] `qpay_v2/ebarimt_test.go`, and the same receipt
+           with its full field set in the Fleetbase Storefront extension (PHP class
+           `Fleetbase\\Storefront\\Support\\QPay`, `mockEbarimtResponse`).
 - [tsetsee] tsetsee/qpay-php-api DTOs.
 - [notes]  `shared/qpay/QPAY_API.md`.
 Where they disagree, the majority form is sent and the minority is named in a comment.
