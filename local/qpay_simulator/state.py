@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -538,12 +539,12 @@ class SimulatorState:
     # Ebarimt 3.0
 
     def create_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
-        return shapes.receipt_v3(self._register_receipt(body), self.client_id)
+        return self._register_receipt(body, shapes.receipt_v3)
 
     def create_legacy_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /v2/ebarimt/create`, which the captured spec still lists and qpay-client calls."""
         _optional_text(body, "callback_url")
-        return shapes.receipt_legacy(self._register_receipt(body), self.client_id)
+        return self._register_receipt(body, shapes.receipt_legacy)
 
     def get_legacy_ebarimt(self, receipt_or_payment_id: str) -> dict[str, Any]:
         with self._lock:
@@ -555,7 +556,10 @@ class SimulatorState:
                 raise qpay_error(404, "EBARIMT_NOTFOUND", "No ebarimt with this id")
             return shapes.receipt_legacy(receipt, self.client_id)
 
-    def _register_receipt(self, body: dict[str, Any]) -> Receipt:
+    def _register_receipt(
+        self, body: dict[str, Any], render: Callable[[Receipt, str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Registers (once per payment) and renders the receipt under the lock: a cancel may change it."""
         payment_id = body.get("payment_id")
         if isinstance(payment_id, int) and not isinstance(payment_id, bool):
             payment_id = str(payment_id)  # some SDKs send the numeric id as a number
@@ -576,7 +580,7 @@ class SimulatorState:
             payment = self._payment_or_404(payment_id)
             existing = self._receipts.get(payment_id)
             if existing is not None and existing.status == "REGISTERED":
-                return existing
+                return render(existing, self.client_id)
             if payment.status != "PAID":
                 raise qpay_error(400, "PAYMENT_NOT_PAID", f"Payment is {payment.status}")
             invoice = self._invoices[payment.invoice_id]
@@ -589,8 +593,9 @@ class SimulatorState:
                 classification_code,
             )
             self._receipts[payment_id] = receipt
+            answer = render(receipt, self.client_id)
         logger.info("ebarimt registered for payment %s", payment_id)
-        return receipt
+        return answer
 
     def _new_receipt(
         self,
