@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from qpay_common import dependencies
-from tests.support import create_event, get_event, invoke, webhook_event
+from tests.support import create_payment, get_event, invoke, overridden, settlement_with, webhook_event
 
 pytestmark = pytest.mark.integration
 
@@ -14,17 +14,10 @@ RACE_ROUNDS = 50
 DUPLICATE_CALLBACKS = 20
 
 
-def create(amount=15000):
-    status, body = invoke("create_payment", create_event({"amount": amount}))
-    assert status == 201, body
-    return body
-
-
 def race_once(live_aws, sim):
-    created = create()
+    created = create_payment()
     payment = sim.pay(created["invoice_id"])
     callback = webhook_event(sim.callback_url(created["invoice_id"]), qpay_payment_id=payment["payment_id"])
-    service = dependencies.payments_service()
     start = threading.Barrier(DUPLICATE_CALLBACKS + 2)
     answers, failures = [], []
 
@@ -36,15 +29,17 @@ def race_once(live_aws, sim):
             failures.append(exc)
 
     def direct_fulfilment():
-        session = service.get_payment("alice", created["session_id"])
-        return service.confirm_with_qpay(session, source="reconcile")
+        session = dependencies.queries().get_payment("alice", created["session_id"])
+        return dependencies.settlement().confirm_with_qpay(session, source="reconcile")
 
     workers = [
-        threading.Thread(target=run, args=(lambda: invoke("qpay_webhook", callback),))
+        threading.Thread(target=run, args=(lambda: invoke("qpay_webhook", callback, isolated=True),))
         for _ in range(DUPLICATE_CALLBACKS)
     ]
     workers.append(
-        threading.Thread(target=run, args=(lambda: invoke("get_payment", get_event(created["session_id"])),))
+        threading.Thread(
+            target=run, args=(lambda: invoke("get_payment", get_event(created["session_id"]), isolated=True),)
+        )
     )
     workers.append(threading.Thread(target=run, args=(direct_fulfilment,)))
     for worker in workers:
@@ -74,23 +69,21 @@ class Crash(Exception):
 
 @pytest.mark.parametrize("stage", ["before_order", "before_event", "before_processed"])
 def test_a_crash_mid_fulfilment_is_finished_by_the_next_attempt_without_doubles(live_aws, sim, stage):
-    created = create()
+    created = create_payment()
     sim.pay(created["invoice_id"])
     callback = webhook_event(sim.callback_url(created["invoice_id"]))
-    service = dependencies.payments_service()
 
     def crash(current_stage, session):
         if current_stage == stage:
             raise Crash(stage)
 
-    service.fault_hook = crash
     # A crashed worker's publish lease must lapse before another may publish: make it lapse at once.
-    service.emit_lease_seconds = 0
-    status, _ = invoke("qpay_webhook", callback)
+    crashing = settlement_with(fault_hook=crash, emit_lease_seconds=0)
+    with overridden("qpay_webhook", dependencies.settlement, crashing):
+        status, _ = invoke("qpay_webhook", callback)
     assert status == 500
     assert live_aws.session(created["session_id"])["status"]["S"] == "PAID"
 
-    service.fault_hook = None
     status, answer = invoke("qpay_webhook", callback)
 
     assert (status, answer) == (200, "SUCCESS")
