@@ -26,6 +26,24 @@ def simulator() -> Iterator[Any]:
     handle.stop()
 
 
+@pytest.fixture(scope="module")
+def own_simulator() -> Iterator[Any]:
+    """A module's own simulator with the default credentials, so the shared one is untouched."""
+    handle = start_simulator(port=0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def merchant(own_simulator: Any) -> Any:
+    """A minimal QPay merchant client of `own_simulator`, reset."""
+    from tests.integration.test_qpay_simulator import Merchant
+
+    merchant = Merchant(own_simulator.base_url)
+    assert merchant.sim("POST", "/reset").status_code == 200
+    return merchant
+
+
 @pytest.fixture
 def sim(simulator: Any) -> SimulatorControl:
     """A reset simulator; in process there is no API to call back, so payments default to none."""

@@ -5,6 +5,8 @@ from enum import StrEnum
 
 
 class QPayErrorCode(StrEnum):
+    """Codes QPay answers with, as public sources show them (shared/qpay/QPAY_API.md)."""
+
     # Cancelling an invoice that was paid meanwhile: money arrived, settle it (policy A).
     INVOICE_PAID = "INVOICE_PAID"
     INVOICE_NOTFOUND = "INVOICE_NOTFOUND"
@@ -12,10 +14,16 @@ class QPayErrorCode(StrEnum):
     INVOICE_ALREADY_CANCELLED = "INVOICE_ALREADY_CANCELLED"
     INVOICE_CODE_INVALID = "INVOICE_CODE_INVALID"
     INVALID_AMOUNT = "INVALID_AMOUNT"
+    MIN_AMOUNT_ERR = "MIN_AMOUNT_ERR"
+    OBJECT_DATA_ERROR = "OBJECT_DATA_ERROR"
+    INVOICE_LINE_REQUIRED = "INVOICE_LINE_REQUIRED"
+    # Not seen in public sources: the simulator's answer to paying an invoice past its expiry.
+    INVOICE_EXPIRED = "INVOICE_EXPIRED"
     SENDER_INVOICE_NO_DUPLICATED = "SENDER_INVOICE_NO_DUPLICATED"
     PAYMENT_NOTFOUND = "PAYMENT_NOTFOUND"
     PAYMENT_NOT_PAID = "PAYMENT_NOT_PAID"
     PAYMENT_NOT_CARD = "PAYMENT_NOT_CARD"
+    PAYMENT_ALREADY_CANCELED = "PAYMENT_ALREADY_CANCELED"
     INVALID_OBJECT_TYPE = "INVALID_OBJECT_TYPE"
     MAX_AMOUNT_ERR = "MAX_AMOUNT_ERR"
     AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
