@@ -6,7 +6,6 @@ Tests import handlers as `functions.<name>.app`.
 
 import copy
 import importlib
-import importlib.util
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,23 +84,10 @@ def webhook_event(callback_url: str, *, method: str = "GET", body: Any = None, *
     return event
 
 
-def isolated_handler(function_dir: str) -> ModuleType:
-    """A fresh copy of a handler module, with its own resolver: what another execution
-    environment would run. Use one per thread when invoking handlers concurrently."""
-    path = ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"functions.{function_dir}.app_{uuid.uuid4().hex}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def invoke(function_dir: str, event: dict[str, Any], *, isolated: bool = False) -> tuple[int, Any]:
-    """Call a handler; returns (status, parsed JSON body or text). `isolated` runs it in a fresh
-    copy of its module, as a concurrent Lambda would (module-level resolvers are not thread-safe)."""
-    module = isolated_handler(function_dir) if isolated else handler(function_dir)
-    response = module.lambda_handler(event, LambdaContext(function_name=function_dir))
+def invoke(function_dir: str, event: dict[str, Any]) -> tuple[int, Any]:
+    """Call a handler; returns (status, parsed JSON body or text). One at a time: Powertools shares
+    the current event between every resolver of a process (BaseRouter.current_event)."""
+    response = handler(function_dir).lambda_handler(event, LambdaContext(function_name=function_dir))
     body = response.get("body", "")
     content_type = {k.lower(): v for k, v in (response.get("headers") or {}).items()}.get("content-type", "")
     if "json" in content_type and body:
@@ -115,7 +101,6 @@ def create_payment(
     user_id: str = "alice",
     headers: dict[str, str] | None = None,
     expected: tuple[int, ...] = (201,),
-    isolated: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
     """POST /payments through the handler; the created session's body."""

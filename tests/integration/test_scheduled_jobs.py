@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qpay_common import dependencies
+from qpay_common.api_models import CreatePaymentRequest
 from qpay_common.domain import iso
 from tests.support import (
     LambdaContext,
@@ -146,10 +147,18 @@ class TestReconcile:
 
     def test_five_hundred_due_sessions_with_a_slow_qpay_finish_in_one_run(self, empty_tables, sim):
         aws = empty_tables
+        # Created through the use case from threads (handlers must not run concurrently in one
+        # process: Powertools shares the current event between resolvers).
+        creation = dependencies.payment_creation()
+
+        def create(amount):
+            request = CreatePaymentRequest(amount=amount)
+            return creation.create_payment("alice", request, "http://127.0.0.1:3000")[0]
+
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            created = list(pool.map(lambda n: create_payment(amount=100 + n, isolated=True), range(500)))
-        for body in created:
-            sim.pay(body["invoice_id"])
+            created = list(pool.map(create, range(100, 600)))
+        for session in created:
+            sim.pay(session.invoice_id)
         sim.faults({"path": "/v2/payment/check", "delay_ms": 100})
 
         started = time.monotonic()
@@ -160,7 +169,7 @@ class TestReconcile:
         assert summary["outcomes"] == {"confirmed": 500}
         assert summary["left_for_next_run"] == 0
         assert elapsed < 50
-        assert status_of(aws, created[-1]["session_id"]) == "PROCESSED"
+        assert status_of(aws, created[-1].session_id) == "PROCESSED"
 
     def test_a_run_stops_before_its_timeout_and_leaves_the_rest_due(self, empty_tables, sim):
         for _ in range(5):
