@@ -59,7 +59,7 @@ run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :
 	@$(PY) -m local.stack
 
 simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API)
-	@$(PY) -m local.qpay_simulator
+	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator
 
 token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice
 	@$(PY) -m local.dev_token $(USER)

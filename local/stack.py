@@ -42,6 +42,7 @@ logger = logging.getLogger("local.stack")
 
 READY_LINE = "LOCAL STACK READY"
 SIMULATOR_MODULE = "local.qpay_simulator"
+SIMULATOR_PYTHONPATH = REPO_ROOT / "layers" / "qpay_common"
 SIMULATOR_SETTINGS = {
     "QPAY_CLIENT_ID": "QPAY_SIM_CLIENT_ID",
     "QPAY_CLIENT_SECRET": "QPAY_SIM_CLIENT_SECRET",
@@ -154,6 +155,10 @@ class LocalStack:
     def _start_simulator(self, handler_environment: dict[str, str]) -> None:
         health_url = f"{self.ports.simulator_url}/_sim/health"
         environment = child_process_environment(self.ports)
+        # It answers with QPay's error codes from the layer (qpay_common.qpay_codes).
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(SIMULATOR_PYTHONPATH), environment.get("PYTHONPATH", "")) if part
+        )
         # The simulator accepts the merchant credentials and invoice code the handlers will send,
         # also when the user overrides them in the shell of `make run`.
         for handler_name, simulator_name in SIMULATOR_SETTINGS.items():

@@ -2,12 +2,14 @@
 
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from qpay_common import dependencies
 from qpay_common.api import caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.queries import Queries
 
 router = Router()
 
@@ -20,8 +22,11 @@ router = Router()
         **error_responses(400, 401, 404, 500),
     },
 )
-def get_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
-    session = dependencies.payments_service().get_payment(caller_user_id(router), session_id)
+def get_payment(
+    session_id: Annotated[str, Path(max_length=64)],
+    queries: Annotated[Queries, Depends(dependencies.queries)],
+) -> PaymentView:
+    session = queries.get_payment(caller_user_id(router), session_id)
     return PaymentView.from_session(session)
 
 

@@ -28,6 +28,7 @@ from local.qpay_simulator.state import (
     SimulatorState,
     TokenPolicy,
 )
+from qpay_common.qpay_codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 
@@ -55,9 +56,9 @@ class Call:
         try:
             body = json.loads(self.raw_body)
         except ValueError:
-            raise qpay_error(400, "OBJECT_DATA_ERROR", "Request body is not valid JSON") from None
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise qpay_error(400, "OBJECT_DATA_ERROR", "Request body must be a JSON object")
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body must be a JSON object")
         return body
 
 
@@ -85,7 +86,9 @@ def _authorization(headers: Message, scheme: str) -> str | None:
 def _issue_token(call: Call) -> Payload:
     encoded = _authorization(call.headers, "basic")
     if encoded is None:
-        raise qpay_error(401, "NO_CREDENDIALS", "Basic credentials are required")  # sic, as QPay spells it
+        raise qpay_error(
+            401, QPayErrorCode.NO_CREDENDIALS, "Basic credentials are required"
+        )  # sic, as QPay spells it
     try:
         client_id, _, client_secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):

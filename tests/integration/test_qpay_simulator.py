@@ -6,6 +6,7 @@ import base64
 import io
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -23,8 +24,6 @@ import pytest
 import requests
 import zxingcpp
 from PIL import Image
-
-from local.qpay_simulator import SimulatorHandle, start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -151,21 +150,6 @@ class CallbackReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture(scope="module")
-def own_simulator() -> Iterator[SimulatorHandle]:
-    # This module's own instance, with the default credentials, so conftest's shared one is untouched.
-    handle = start_simulator(port=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def merchant(own_simulator: SimulatorHandle) -> Merchant:
-    merchant = Merchant(own_simulator.base_url)
-    assert merchant.sim("POST", "/reset").status_code == 200
-    return merchant
 
 
 @pytest.fixture
@@ -898,6 +882,7 @@ def test_the_command_line_serves_until_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "local.qpay_simulator", "--port", "0", "--log-level", "WARNING"],
         cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "layers" / "qpay_common")},
         stdout=subprocess.PIPE,
         text=True,
     )
