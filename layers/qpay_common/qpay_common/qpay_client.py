@@ -1,6 +1,7 @@
 """The only module that speaks HTTP to QPay.
 
-Every call has a connect/read timeout and an overall budget. Idempotent calls are retried with
+Every call has a connect/read timeout and an overall budget, both cut to what is left of the
+running Lambda invocation (deadlines.py). Idempotent calls are retried with
 full-jitter backoff on connection errors, timeouts, 429 and 5xx. Invoice creation is not retried
 once the request may have reached QPay (a read timeout or a 5xx could mean it was created), only
 when it certainly did not (connect timeout, 429).
@@ -14,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import requests
 from pydantic import BaseModel, ValidationError
 
+from qpay_common import deadlines
 from qpay_common.errors import QPayAuthError, QPayError, QPayRejected, QPayTransportError
 from qpay_common.observability import logger
 from qpay_common.qpay_models import (
@@ -78,6 +80,13 @@ class QPayTransport:
         basic_auth: tuple[str, str] | None = None,
     ) -> Any:
         deadline = time.monotonic() + self.budget_seconds
+        invocation_left = deadlines.seconds_left()
+        if invocation_left is not None:
+            deadline = min(deadline, time.monotonic() + invocation_left)
+        if not idempotent and deadline - time.monotonic() < self.connect_timeout + self.read_timeout:
+            # A call that may create something (an invoice) is only started if it can run to its
+            # read timeout: cut short, QPay might create it with nobody left to record it.
+            raise QPayTransportError(f"QPay {method} {path}: not started, too little time left")
         headers = {"Accept": "application/json"}
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"

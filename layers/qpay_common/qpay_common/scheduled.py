@@ -10,12 +10,15 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from qpay_common import deadlines
 from qpay_common.cancellation import Cancellation
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, PaymentStatus, iso
@@ -178,3 +181,19 @@ class ScheduledJobs:
         # Whoever changed it kept the index keys right.
         with contextlib.suppress(StaleSession):
             self._repository.stop_watching(session, queue)
+
+
+def scheduled_handler(job: Callable[[float], JobSummary]) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point of a scheduled job: the job gets the invocation's remaining time,
+    and every QPay call made for it fits into that time."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        deadlines.begin(context)
+        try:
+            return job(context.get_remaining_time_in_millis() / 1000).as_dict()
+        finally:
+            deadlines.end()
+
+    return lambda_handler
