@@ -6,6 +6,7 @@ job's worker threads) reads it. Outside an invocation (tests, tools) there is no
 """
 
 import time
+from typing import Protocol
 
 # Left at the end of an invocation to record the outcome and answer, after the last QPay call.
 ANSWER_MARGIN_SECONDS = 1.0
@@ -13,15 +14,18 @@ ANSWER_MARGIN_SECONDS = 1.0
 _deadline: float | None = None
 
 
-class _RemainingTime:
+class RemainingTime(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
 
 
-def begin(context: _RemainingTime | None) -> None:
+def begin(context: RemainingTime | None) -> None:
     """Called by each entry point with its Lambda context."""
     global _deadline
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-    _deadline = None if remaining_ms is None else time.monotonic() + remaining_ms() / 1000 - ANSWER_MARGIN_SECONDS
+    if remaining_ms is None:
+        _deadline = None
+        return
+    _deadline = time.monotonic() + remaining_ms() / 1000 - ANSWER_MARGIN_SECONDS
 
 
 def end() -> None:

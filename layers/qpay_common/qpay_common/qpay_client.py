@@ -83,10 +83,6 @@ class QPayTransport:
         invocation_left = deadlines.seconds_left()
         if invocation_left is not None:
             deadline = min(deadline, time.monotonic() + invocation_left)
-        if not idempotent and deadline - time.monotonic() < self.connect_timeout + self.read_timeout:
-            # A call that may create something (an invoice) is only started if it can run to its
-            # read timeout: cut short, QPay might create it with nobody left to record it.
-            raise QPayTransportError(f"QPay {method} {path}: not started, too little time left")
         headers = {"Accept": "application/json"}
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -94,6 +90,17 @@ class QPayTransport:
         last_error: QPayError = QPayTransportError(f"QPay {method} {path}: no attempt made")
         for attempt in range(1, self.max_attempts + 1):
             remaining = deadline - time.monotonic()
+            if not idempotent and remaining < self.connect_timeout + self.read_timeout:
+                # A call that may create something (an invoice, a receipt) is only started, or
+                # retried after a connect timeout, if it can run to its read timeout: cut short,
+                # QPay might create it with nobody left to record it.
+                logger.warning(
+                    "QPay call not started: too little time left",
+                    extra={"qpay_path": path, "seconds_left": round(max(remaining, 0.0), 3)},
+                )
+                if attempt == 1:
+                    last_error = QPayTransportError(f"QPay {method} {path}: not started, too little time")
+                break
             if remaining <= 0.05:
                 break
             try:

@@ -9,12 +9,13 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
+from qpay_common import deadlines
 from qpay_common.cache import CacheStore
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.errors import QPayError
 from qpay_common.observability import count, logger
-from qpay_common.qpay_client import QPayAuthClient
 from qpay_common.qpay_models import TokenGrant
 
 TOKEN_KEY = "token#qpay"
@@ -25,6 +26,14 @@ WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.05
 
 
+class TokenIssuer(Protocol):
+    """QPay's /auth endpoints (qpay_client.QPayAuthClient)."""
+
+    def fetch_token(self) -> TokenGrant: ...
+
+    def refresh_token(self, refresh_token: str) -> TokenGrant: ...
+
+
 def fingerprint(access_token: str) -> str:
     return hashlib.sha256(access_token.encode()).hexdigest()[:16]
 
@@ -33,7 +42,7 @@ class QPayTokenProvider:
     def __init__(
         self,
         cache: CacheStore,
-        auth: QPayAuthClient,
+        auth: TokenIssuer,
         *,
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
@@ -58,7 +67,10 @@ class QPayTokenProvider:
                 return cached if cached is not None else self._fetch_and_store()
             finally:
                 self._cache.delete(LOCK_KEY, tag=owner)
-        deadline = self._clock.epoch() + self._wait_seconds
+        # Waiting must leave the invocation time for the call the token is for.
+        left = deadlines.seconds_left()
+        wait = self._wait_seconds if left is None else min(self._wait_seconds, left / 2)
+        deadline = self._clock.epoch() + wait
         while self._clock.epoch() < deadline:
             self._sleep(POLL_SECONDS)
             cached = self._fresh_token()
