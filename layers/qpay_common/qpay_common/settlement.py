@@ -8,7 +8,7 @@ loser re-reads and carries on from whatever state the winner left.
 from collections.abc import Callable
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.credentials import QPayCredentials
+from qpay_common.credentials import WebhookKeys
 from qpay_common.domain import AMOUNT_MISMATCH, Order, PaymentSession, PaymentStatus, iso, order_id_for
 from qpay_common.errors import QPayError, QPayUnavailable, SessionNotFound, StaleSession, Unauthorized
 from qpay_common.events import EventPublisher, EventPublishError
@@ -31,7 +31,7 @@ FaultHook = Callable[[str, PaymentSession], None]
 class Settlement:
     def __init__(
         self,
-        credentials: QPayCredentials,
+        webhook_keys: Callable[[], WebhookKeys],
         repository: SessionsRepository,
         qpay: QPayClient,
         publisher: EventPublisher,
@@ -40,7 +40,8 @@ class Settlement:
         fault_hook: FaultHook | None = None,
         emit_lease_seconds: float = EMIT_LEASE_SECONDS,
     ) -> None:
-        self._credentials = credentials
+        # Loaded on the first callback: the other functions that settle never read the secret.
+        self._webhook_keys = webhook_keys
         self._repository = repository
         self._qpay = qpay
         self._publisher = publisher
@@ -50,8 +51,7 @@ class Settlement:
 
     def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
         """QPay's callback is a hint to look; QPay's payment check is the proof."""
-        secret = self._credentials.webhook_secret.get_secret_value()
-        if not is_valid_callback_token(secret, session_id, token):
+        if not is_valid_callback_token(self._webhook_keys().verification_keys, session_id, token):
             raise Unauthorized("invalid callback token")
         assert session_id is not None  # checked by the token
         logger.append_keys(session_id=session_id)
