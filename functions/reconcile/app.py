@@ -1,7 +1,7 @@
-"""Every minute: sessions due for a check (PENDING, PAID, CANCELLED/EXPIRED/FAILED in the grace
-window) are checked with QPay and driven through the same transitions as the webhook."""
+"""Every minute: sessions due a reconcile check (PENDING, PAID first, CANCELLED/EXPIRED/FAILED in
+the grace window) are leased and handed to SQS, where ReconcileWorkerFunction checks them."""
 
 from qpay_common import dependencies
 from qpay_common.scheduled import scheduled_handler
 
-lambda_handler = scheduled_handler(lambda remaining: dependencies.scheduled_jobs().reconcile(remaining))
+lambda_handler = scheduled_handler(lambda remaining: dependencies.reconcile_dispatcher().dispatch(remaining))

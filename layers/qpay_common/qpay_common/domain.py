@@ -91,6 +91,8 @@ class PaymentSession(BaseModel):
     cancelled_at: str | None = None
     processed_at: str | None = None
     failure_reason: str | None = None
+    # When QPay confirmed the invoice cancelled (no payment can arrive after it).
+    invoice_cancelled_at: str | None = None
     purge_at: int | None = None
     emit_lease_until: float | None = None
     reconcile_shard: str | None = None

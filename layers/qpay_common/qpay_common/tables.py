@@ -10,18 +10,37 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from qpay_common.settings import Settings
 
 ModelT = TypeVar("ModelT", bound=Model)
 
+# What GET /payments returns (api_models.PaymentView) and a PaymentSession needs besides the keys.
+# The QR image, deeplinks, items and metadata stay out: writing them does not write the index.
+# template.yaml declares the same list (a unit test keeps them equal).
+BY_USER_ATTRIBUTES = (
+    "status",
+    "amount",
+    "paid_amount",
+    "currency",
+    "updated_at",
+    "expires_at",
+    "paid_at",
+    "cancelled_at",
+    "order_id",
+    "failure_reason",
+    "ebarimt_status",
+    "ebarimt_receipt_id",
+    "ebarimt_qr_data",
+)
+
 
 class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
     class Meta:
         index_name = "by_user"
-        projection = AllProjection()
+        projection = IncludeProjection(non_attr_keys=list(BY_USER_ATTRIBUTES))
 
     user_id = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
@@ -83,6 +102,7 @@ class SessionItem(Model):
     cancelled_at = UnicodeAttribute(null=True)
     processed_at = UnicodeAttribute(null=True)
     failure_reason = UnicodeAttribute(null=True)
+    invoice_cancelled_at = UnicodeAttribute(null=True)
     # Epoch seconds; the table's TTL attribute. Only terminal (and abandoned CREATING) sessions.
     purge_at = NumberAttribute(null=True)
     # Whoever holds this lease publishes PaymentCompleted; others leave it to them (or reconcile).
