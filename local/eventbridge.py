@@ -1,4 +1,4 @@
-"""moto server as the local EventBridge (and CloudWatch Logs, SSM, Secrets Manager) endpoint.
+"""moto server as the local EventBridge (and SQS, CloudWatch Logs, SSM, Secrets Manager) endpoint.
 
 Handlers put their events on the template's buses in moto. So that a person (or a test) can see
 what was emitted, every bus gets one catch-all rule whose target is a CloudWatch Logs log group:
@@ -39,8 +39,8 @@ class MotoServer:
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def client(self, service: str) -> Any:
-        return local_client(service, self.endpoint_url)
+    def client(self, service: str, **config: Any) -> Any:
+        return local_client(service, self.endpoint_url, **config)
 
     def start(self, timeout_s: float = 30.0) -> None:
         command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
