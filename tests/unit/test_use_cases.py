@@ -190,6 +190,33 @@ class TestSettlement:
         assert world.settlement.fulfil(world.stored(session.session_id)).status == S.PAID
         assert world.publisher.published == []
 
+    def test_the_publisher_finishes_when_an_unrelated_write_beats_its_last_step(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+
+        def duplicate_delivery_records_its_check(stage, current):
+            # A second delivery of the same reconcile message writes the session (its check)
+            # between this call's publish and its PROCESSED write
+            if stage == "before_processed":
+                world.sessions.record_reconcile_check(
+                    world.stored(current.session_id), next_check_at=world.clock.epoch() + 60, checks=1
+                )
+
+        racing = Settlement(
+            unit_webhook_keys,
+            world.sessions,
+            world.qpay,
+            world.publisher,
+            clock=world.clock,
+            fault_hook=duplicate_delivery_records_its_check,
+        )
+        done = racing.confirm_with_qpay(session, source="reconcile")
+
+        # The lease holder does not wait out its own lease: PROCESSED now, published once
+        assert done.status == S.PROCESSED
+        assert world.stored(session.session_id).status == S.PROCESSED
+        assert len(world.publisher.published) == 1
+
 
 class TestCancellation:
     def test_cancel_is_idempotent_and_cancels_the_invoice(self, world):

@@ -7,11 +7,12 @@ scaled by its event source mappings, checks each with QPay (ARCHITECTURE section
   session is queued once however runs overlap, and a lost message only makes it due again when
   the lease ends. It tops each queue up to RECONCILE_MAX_QUEUED, no further.
 - The worker re-reads the session and acts only if it still carries the message's lease (else
-  the message is a duplicate or outlived its lease: dropped), then claims the check with the
-  version it read and applies the same rules as the webhook (Settlement.confirm_with_qpay).
-  A batch's messages are worked in parallel; one that fails before its claim is reported back
-  (partial batch response) and returns after the visibility timeout; after a few receives SQS
-  moves it to the dead-letter queue.
+  the message is a duplicate or outlived its lease: dropped), applies the same rules as the
+  webhook (Settlement.confirm_with_qpay), and only then records the check and schedules the
+  next one by the backoff (a conditional write on the version it read). A worker that dies
+  midway leaves the lease in place: its message comes back after the visibility timeout and the
+  check is done then. A batch's messages are worked in parallel; one that fails is reported
+  back (partial batch response); after a few receives SQS moves it to the dead-letter queue.
 """
 
 import asyncio
@@ -137,13 +138,13 @@ class ReconcileWorker:
 
     def work_message(self, body: str) -> str:
         """One message; what happened, for the batch summary. Raises (so the message is retried)
-        only if the session was not claimed."""
+        when nothing was done for it."""
         task = ReconcileTask.model_validate_json(body)
         logger.thread_safe_append_keys(session_id=task.session_id)
         try:
             return self.work(task)
         except PaymentError as exc:
-            # After the claim: the session's next check is already scheduled by its backoff.
+            # QPay failed; the check was recorded and the next one comes after the backoff.
             logger.warning("reconcile: session not finished this check", extra={"error": exc.code})
             return "error"
         finally:
@@ -160,26 +161,34 @@ class ReconcileWorker:
         if session.status not in RECONCILED:
             self._stop_watching(session)
             return "not_due"
-        now = self._clock.now()
-        if session.status in GRACE and (session.grace_until or 0) < now.timestamp():
+        if session.status in GRACE and (session.grace_until or 0) < self._clock.now().timestamp():
             self._stop_watching(session)
             return "grace_over"
         left = deadlines.seconds_left()
         if left is not None and left < self._settings.qpay_call_budget_seconds:
             raise NotStartedInTime(task.session_id)
-        checks = (session.reconcile_checks or 0) + 1
-        next_check_at = now.timestamp() + backoff(RECONCILE_BACKOFF_SECONDS, checks - 1)
+        # The check is recorded only once it is done (below): a worker killed midway leaves the
+        # lease in place, so the message that comes back does the check again.
         try:
-            session = self._repository.claim_reconcile_check(
-                session, next_check_at=next_check_at, checks=checks
-            )
-        except StaleSession:
-            return "claimed_elsewhere"
+            after = self._settlement.confirm_with_qpay(session, source="reconcile")
+        except PaymentError:
+            self._check_done(session, task)  # QPay failed: the next check comes after the backoff
+            raise
+        self._check_done(after, task)
         before = session.status
-        after = self._settlement.confirm_with_qpay(session, source="reconcile")
         if after.status == PaymentStatus.PROCESSED:
             return "finished" if before == PaymentStatus.PAID else "confirmed"
         return "still_open" if after.status == before else after.status.value.lower()
+
+    def _check_done(self, session: PaymentSession, task: ReconcileTask) -> None:
+        """Schedule the next check by the backoff, unless the work already re-queued the session
+        (a new status sets its own work-queue keys) or another delivery recorded this check."""
+        if session.next_check_at != task.lease or session.status not in RECONCILED:
+            return
+        checks = (session.reconcile_checks or 0) + 1
+        next_check_at = self._clock.now().timestamp() + backoff(RECONCILE_BACKOFF_SECONDS, checks - 1)
+        with contextlib.suppress(StaleSession):
+            self._repository.record_reconcile_check(session, next_check_at=next_check_at, checks=checks)
 
     def _stop_watching(self, session: PaymentSession) -> None:
         # Whoever changed it kept the index keys right.

@@ -184,10 +184,11 @@ class SessionStore(abc.ABC):
         leased it, or it is no longer due."""
         return self._lease_due(session_id, RECONCILE_QUEUE.due_attribute, int(now.timestamp()), until)
 
-    def claim_reconcile_check(
+    def record_reconcile_check(
         self, session: PaymentSession, *, next_check_at: float, checks: int
     ) -> PaymentSession:
-        """The worker's claim on a leased session it read (status and version unchanged since)."""
+        """A check of a leased session is done: the next one is due at `next_check_at` (if the
+        session is unchanged since the worker read it; else StaleSession)."""
         changes = {"next_check_at": int(next_check_at), "reconcile_checks": checks}
         return self._update(session, changes)
 

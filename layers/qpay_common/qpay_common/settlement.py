@@ -101,12 +101,17 @@ class Settlement:
 
     def fulfil(self, session: PaymentSession) -> PaymentSession:
         """PAID -> order (once) -> PaymentCompleted (at least once) -> PROCESSED."""
+        published_under: float | None = None  # the publish lease under which this call published
         for _ in range(MAX_RACE_RETRIES):
             if session.status != PaymentStatus.PAID:
                 return session
             now = self._clock.now()
             lease_until = now.timestamp() + self._emit_lease_seconds
             try:
+                if published_under is not None and session.emit_lease_until == published_under:
+                    # Our event is out and the lease still ours: only the last write lost a race
+                    # with an unrelated one (a duplicate delivery recording its check).
+                    return self._mark_processed(session)
                 if session.order_id is None:
                     self._fault("before_order", session)
                     order = self._order_for(session)
@@ -120,10 +125,9 @@ class Settlement:
                     order = self._repository.get_order(session.order_id or "") or self._order_for(session)
                 self._fault("before_event", session)
                 self._publisher.payment_completed(session, order)
+                published_under = session.emit_lease_until
                 self._fault("before_processed", session)
-                session = self._repository.mark_processed(session, self._clock.now())
-                logger.info("Payment fulfilled", extra={"order_id": session.order_id})
-                return session
+                return self._mark_processed(session)
             except StaleSession:
                 session = self._reload(session)
             except EventPublishError as exc:
@@ -131,6 +135,11 @@ class Settlement:
                 logger.error("PaymentCompleted not published; session stays PAID", extra={"error": str(exc)})
                 return self._release_emit_lease(session)
         return session
+
+    def _mark_processed(self, session: PaymentSession) -> PaymentSession:
+        processed = self._repository.mark_processed(session, self._clock.now())
+        logger.info("Payment fulfilled", extra={"order_id": processed.order_id})
+        return processed
 
     def _release_emit_lease(self, session: PaymentSession) -> PaymentSession:
         """Let the next attempt (a duplicate callback, a poll, reconcile) publish at once."""

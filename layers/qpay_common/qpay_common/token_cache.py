@@ -53,6 +53,10 @@ class QPayTokenProvider:
         self._clock = clock
         self._sleep = sleep
         self._wait_seconds = wait_seconds
+        # The token this execution environment last read or fetched, and until when it is good:
+        # one read of the cache table per token, not per QPay call (a reconcile worker makes
+        # thousands). A 401 drops it, as it drops the shared one.
+        self._known: tuple[str, float] | None = None
 
     def get_token(self) -> str:
         cached = self._fresh_token()
@@ -81,9 +85,15 @@ class QPayTokenProvider:
 
     def invalidate(self, access_token: str) -> None:
         """Drop the cached token if it is still the one QPay refused (not a newer one)."""
+        known = self._known
+        if known is not None and known[0] == access_token:
+            self._known = None
         self._cache.delete(TOKEN_KEY, tag=fingerprint(access_token))
 
     def _fresh_token(self) -> str | None:
+        known = self._known
+        if known is not None and known[1] - REFRESH_MARGIN_SECONDS > self._clock.epoch():
+            return known[0]
         found = self._cache.get(TOKEN_KEY)
         if found is None:
             return None
@@ -92,6 +102,7 @@ class QPayTokenProvider:
         expires_at = data.get("access_expires_at", 0)
         if not access_token or expires_at - REFRESH_MARGIN_SECONDS <= self._clock.epoch():
             return None
+        self._known = (str(access_token), float(expires_at))
         return str(access_token)
 
     def _fetch_and_store(self) -> str:
@@ -111,6 +122,7 @@ class QPayTokenProvider:
             expires_at=max(access_expires_at, refresh_expires_at or 0),
             tag=fingerprint(grant.access_token),
         )
+        self._known = (grant.access_token, float(access_expires_at))
         count("TokenFetched")
         return grant.access_token
 
