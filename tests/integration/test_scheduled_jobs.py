@@ -145,7 +145,7 @@ class TestReconcile:
         assert sim.calls("POST /v2/payment/check") == 50
         assert {aws.session(session_id)["reconcile_checks"]["N"] for session_id in due} == {"1"}
 
-    def test_five_hundred_due_sessions_with_a_slow_qpay_are_all_confirmed_once_in_one_run(self, empty_tables, sim):
+    def test_five_hundred_due_sessions_with_a_slow_qpay_are_confirmed_once_in_a_run(self, empty_tables, sim):
         aws = empty_tables
         # Created through the use case from threads (handlers must not run concurrently in one
         # process: Powertools shares the current event between resolvers).
