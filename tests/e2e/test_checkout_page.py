@@ -555,3 +555,43 @@ def test_a_site_that_is_not_a_shop_origin_cannot_frame_the_checkout(stack, open_
     (child,) = [frame for frame in page.page.frames if frame is not page.page.main_frame]
     assert not child.url.startswith(stack.api)  # Chromium replaced it with its error page
     assert page.status_requests(session_id) == []
+
+
+def readme_snippet():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- embed-snippet -->", 1)[1].split("```html\n", 1)[1].split("```", 1)[0]
+    return block.strip()
+
+
+def test_the_readme_snippet_embeds_the_component_in_a_shop_page(stack, open_page, serve_html):
+    created = create(stack, description="Snippet")
+    snippet = readme_snippet()
+    assert len(snippet.splitlines()) == 3
+    html = snippet.replace("https://API", stack.api).replace("ps_…", created["session_id"])
+    shop = serve_html(
+        free_port(),
+        f"""<!doctype html><html lang="en"><body><h1>Tea shop</h1>
+<script>function shopperJwt() {{ return "{stack.token()}"; }}</script>
+{html}</body></html>""",
+    )
+    context_page = open_page("about:blank")
+    shop_origin = shop.rstrip("/")
+
+    # API Gateway answers CORS itself for the ShopOrigins of template.yaml; the local front door
+    # does not emulate that, so the browser's network layer adds the same headers here.
+    def with_cors(route):
+        response = route.fetch()
+        route.fulfill(
+            response=response, headers={**response.headers, "access-control-allow-origin": shop_origin}
+        )
+
+    context_page.page.route(re.compile(rf"^{re.escape(stack.api)}/payments/"), with_cors)
+    context_page.page.goto(shop)
+    context_page.wait_for_status("PENDING")
+
+    assert text(context_page, ".description") == "Snippet"
+    assert text(context_page, "h2") == "Pay with QPay"  # from the shop page's lang
+    assert context_page.page.locator("qpay-checkout a.back").get_attribute("href") == f"{shop_origin}/cart"
+    stack.pay(created["invoice_id"])
+    context_page.wait_for_event("qpay:paid")
+    assert "Payment received" in text(context_page, ".result")
