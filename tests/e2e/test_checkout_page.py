@@ -76,7 +76,10 @@ def create(stack, amount=15000, description="Order #123"):
 
 
 def checkout_url(stack, session_id, *, query="", token=True):
-    fragment = f"#token={stack.token()}" if token else ""
+    """token: True for a fresh one, False for none, or the token to use."""
+    if token is True:
+        token = stack.token()
+    fragment = f"#token={token}" if token else ""
     return f"{stack.api}/checkout/{session_id}{query}{fragment}"
 
 
@@ -134,7 +137,8 @@ def assert_polling_stopped(page, session_id):
 def test_a_paid_payment_shows_success_within_5_s_fires_qpay_paid_and_stops_polling(stack, open_page):
     created = create(stack)
     session_id = created["session_id"]
-    page = open_page(checkout_url(stack, session_id))
+    token = stack.token()
+    page = open_page(checkout_url(stack, session_id, token=token))
     page.wait_for_status("PENDING")
 
     # The page shows the amount, the description and a QR code that scans to the invoice's text.
@@ -147,8 +151,10 @@ def test_a_paid_payment_shows_success_within_5_s_fires_qpay_paid_and_stops_polli
     assert [code.text for code in scanned] == [created["qr_text"]]
     assert page.page.locator("qpay-checkout input#qr-text").input_value() == created["qr_text"]
     assert re.fullmatch(r"Хүчинтэй хугацаа: \d+:\d\d", text(page, ".countdown"))
-    # The token left the address bar (it stays out of history and screenshots).
+    # The token left the address bar (it stays out of history and screenshots); a reload of this
+    # tab still finds it, until the payment is over.
     assert "token=" not in page.page.url
+    assert page.page.evaluate(f"() => sessionStorage.getItem('qpay-checkout-token:{session_id}')") == token
 
     stack.pay(created["invoice_id"])
     paid_at = time.monotonic()
@@ -168,6 +174,7 @@ def test_a_paid_payment_shows_success_within_5_s_fires_qpay_paid_and_stops_polli
     paid_event_at = page.events("qpay:paid")[0]["at"]
     assert [start for start, _ in page.status_timings(session_id) if start > paid_event_at] == []
     assert [event["type"] for event in page.events() if event["type"] != "qpay:status"] == ["qpay:paid"]
+    assert page.page.evaluate(f"() => sessionStorage.getItem('qpay-checkout-token:{session_id}')") is None
     assert_clean(page, stack)
 
 

@@ -110,6 +110,17 @@ for (const type of FORWARDED_EVENTS) {
   });
 }
 
+// Once the payment is over, the token has nothing left to do in this tab.
+for (const type of ["qpay:paid", "qpay:cancelled", "qpay:expired", "qpay:failed"]) {
+  checkout.addEventListener(type, () => {
+    try {
+      sessionStorage.removeItem(storageKey);
+    } catch {
+      // storage disabled: nothing was kept
+    }
+  });
+}
+
 checkout.setAttribute("api-base", apiBase);
 checkout.setAttribute("session-id", sessionId);
 checkout.getToken = async ({ refresh } = {}) => {
