@@ -53,7 +53,19 @@ $(STAMPS)/java: | $(STAMPS)
 	fi
 	@touch $@
 
-install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java ## Install everything that is missing
+# The browser tests drive Debian's Chromium through Playwright's driver (Playwright's own browser
+# download does not work on these machines). chromium-driver is there for Selenium users.
+$(STAMPS)/chromium: | $(STAMPS)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> Chromium (for the browser tests)"; apt-get update -qq \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not found: install Debian's chromium and chromium-driver packages" \
+	    "(sudo apt-get install chromium chromium-driver); the browser tests need them" >&2; exit 1; fi; \
+	fi
+	@touch $@
+
+install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## Install everything that is missing
 
 run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
 	@$(PY) -m local.stack
@@ -97,7 +109,7 @@ unit: $(STAMPS)/venv ## Unit tests (no network)
 integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process, moto, DynamoDB Local, the simulator over HTTP
 	$(call run_suite,integration,tests/integration)
 
-e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven over HTTP
+e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole local stack over HTTP, and the checkout page in headless Chromium
 	$(call run_suite,e2e,tests/e2e)
 
 bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler

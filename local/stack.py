@@ -254,11 +254,13 @@ class LocalStack:
             '     echo "$RESP"',
             f"     SESSION_ID=$(printf '%s' \"$RESP\" | {extract.format('session_id')})",
             f"     INVOICE_ID=$(printf '%s' \"$RESP\" | {extract.format('invoice_id')})",
-            f"  3. curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
+            f'  3. echo "{api}/checkout/$SESSION_ID#token=$TOKEN"   # the checkout page, for a browser',
+            f"  4. pay as the customer's bank app: the buttons of {sim}/_sim/bank in a browser, or",
+            f"     curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
             '-d "{\\"invoice_id\\": \\"$INVOICE_ID\\"}"',
-            f'  4. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
-            "  5. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
-            f"  6. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
+            f'  5. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
+            "  6. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
+            f"  7. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
             f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
         ]
         return lines
