@@ -1,12 +1,9 @@
 """GET /payments/{session_id}: the caller's own payment session (asks QPay, throttled, while PENDING)."""
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from qpay_common import dependencies
-from qpay_common.api import caller_user_id, http_handler
+from qpay_common.api import SessionIdPath, caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
 
 router = Router()
@@ -17,10 +14,10 @@ router = Router()
     summary="Read a payment",
     responses={
         200: {"description": "The session", "content": {"application/json": {"model": PaymentView}}},
-        **error_responses(400, 401, 404, 500),
+        **error_responses(401, 404, 500),
     },
 )
-def get_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
+def get_payment(session_id: SessionIdPath) -> PaymentView:
     session = dependencies.payments_service().get_payment(caller_user_id(router), session_id)
     return PaymentView.from_session(session)
 

@@ -10,6 +10,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,13 +18,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qpay_common.api_models import CreatePaymentRequest
+from qpay_common.api_models import CURSOR_NOT_ISSUED, CreatePaymentRequest
 from qpay_common.cache import CacheStore
 from qpay_common.credentials import QPayCredentials
 from qpay_common.domain import (
     AMOUNT_MISMATCH,
     LATE_STATES,
     PAYABLE_STATES,
+    SESSION_ID_PATTERN,
     EbarimtStatus,
     LineItem,
     Order,
@@ -73,6 +75,9 @@ EMIT_LEASE_SECONDS = 30
 UNFINISHED_PURGE_DAYS = 1
 # QPay's answers to cancelling an invoice that mean "nothing left to cancel".
 ALREADY_GONE = frozenset({"INVOICE_NOTFOUND", "INVOICE_ALREADY_CANCELED", "INVOICE_ALREADY_CANCELLED"})
+
+# domain.iso(): the created_at of every session, and so of every cursor this API issues.
+_ISO_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 FaultHook = Callable[[str, PaymentSession], None]
 
@@ -289,15 +294,33 @@ class PaymentsService:
 
     @staticmethod
     def _decode_cursor(user_id: str, cursor: str) -> dict[str, Any]:
+        """The by_user key this API returned as `next_cursor`. Every part is checked, because
+        DynamoDB answers a malformed ExclusiveStartKey (an empty or oversized key) with an error."""
+        not_issued = InvalidRequest(
+            "cursor is not one this API returned",
+            [
+                {
+                    "loc": ["query", "cursor"],
+                    "msg": "cursor is not one this API returned",
+                    "type": CURSOR_NOT_ISSUED,
+                }
+            ],
+        )
         try:
             key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-            owner = key["user_id"]["S"]
-            if not isinstance(key["session_id"]["S"], str) or not isinstance(key["created_at"]["S"], str):
-                raise TypeError
-        except (binascii.Error, ValueError, KeyError, TypeError):
-            raise InvalidRequest("cursor is not one this API returned") from None
-        if owner != user_id:
-            raise InvalidRequest("cursor is not one this API returned")
+            owner, session_id, created_at = (
+                key[name]["S"] for name in ("user_id", "session_id", "created_at")
+            )
+        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+            raise not_issued from None
+        if (
+            owner != user_id
+            or not isinstance(session_id, str)
+            or not re.fullmatch(SESSION_ID_PATTERN, session_id)
+            or not isinstance(created_at, str)
+            or not _ISO_TIMESTAMP.fullmatch(created_at)
+        ):
+            raise not_issued
         return {name: key[name] for name in ("user_id", "session_id", "created_at")}
 
     def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
