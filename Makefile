@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 
-.PHONY: help install run token inspect test lint validate unit integration e2e bench build clean
+.PHONY: help install run token inspect test lint validate unit integration e2e contract bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
-test: install lint validate unit integration e2e ## Lint, validate the template, run every test suite
+test: install lint validate unit integration e2e contract ## Lint, validate the template, run every test suite
 	@echo "==> make test: all green"
 
 lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer
@@ -91,6 +91,9 @@ integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process,
 
 e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven over HTTP
 	$(call run_suite,e2e,tests/e2e)
+
+contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
+	$(call run_suite,contract,tests/contract)
 
 bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler
 	@$(PY) -m bench.cold_start
