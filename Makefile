@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 
-.PHONY: help install run token inspect test lint validate unit integration e2e contract bench build clean
+.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java ## Install ev
 
 run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
 	@$(PY) -m local.stack
+
+simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API)
+	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator
 
 token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice
 	@$(PY) -m local.dev_token $(USER)

@@ -1,10 +1,9 @@
 """The environment the handlers see when the local stack runs them.
 
-All handlers run as threads of one process, so they share one os.environ. It is built, lowest
-precedence first, from:
+Each function's execution environments are processes of their own, with an environment built,
+lowest precedence first, from:
 
-1. template.yaml: Globals plus every function's own variables (a variable two functions set
-   differently cannot be honoured for both; that is logged);
+1. template.yaml: Globals plus the function's own variables;
 2. the local wiring: table endpoints, the simulator's URL, local secrets;
 3. the shell of `make run` (so SESSION_EXPIRY_MINUTES=1 make run reaches the handlers);
 
@@ -15,14 +14,11 @@ AWS, whatever the user's shell holds.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
 from local.endpoints import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LocalPorts
-from local.template import LOCAL_REGION, Template
-
-logger = logging.getLogger(__name__)
+from local.template import LOCAL_REGION, FunctionSpec
 
 # Credentials and config sources botocore would otherwise consult before or besides our keys.
 REMOVED_AWS_VARIABLES = (
@@ -87,28 +83,6 @@ def local_wiring_defaults(ports: LocalPorts) -> dict[str, str]:
     }
 
 
-def template_environment(template: Template) -> dict[str, str]:
-    """Every function's resolved variables in one map, warning where functions disagree."""
-    merged: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    for function in template.functions.values():
-        for name, value in function.environment.items():
-            if name in merged and merged[name] != value:
-                logger.warning(
-                    "%s is %r for %s but %r for %s; handlers share one process locally, %s wins",
-                    name,
-                    merged[name],
-                    owner[name],
-                    value,
-                    function.logical_id,
-                    owner[name],
-                )
-                continue
-            merged.setdefault(name, value)
-            owner.setdefault(name, function.logical_id)
-    return merged
-
-
 def _no_proxy_for_loopback(shell: Mapping[str, str]) -> dict[str, str]:
     """Keep a corporate HTTP(S)_PROXY from capturing calls to the local parts."""
     existing = shell.get("NO_PROXY") or shell.get("no_proxy") or ""
@@ -120,14 +94,15 @@ def _no_proxy_for_loopback(shell: Mapping[str, str]) -> dict[str, str]:
     return {"NO_PROXY": value, "no_proxy": value}
 
 
-def build_handler_environment(
-    template: Template,
+def build_function_environment(
+    function: FunctionSpec,
     ports: LocalPorts,
     shell_environment: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The complete environment for in-process handlers (see the module docstring for the order)."""
+    """The complete environment of one function's execution environments (see the module
+    docstring for the order)."""
     shell = dict(os.environ if shell_environment is None else shell_environment)
-    environment = template_environment(template)
+    environment = dict(function.environment)
     environment.update(local_wiring_defaults(ports))
     environment.update(shell)
     for name in list(environment):
@@ -136,14 +111,6 @@ def build_handler_environment(
     environment.update(forced_aws_environment(ports))
     environment.update(_no_proxy_for_loopback(shell))
     return environment
-
-
-def apply_environment(environment: Mapping[str, str]) -> None:
-    """Make `environment` this process's os.environ (before any handler is imported)."""
-    for name in list(os.environ):
-        if name not in environment:
-            del os.environ[name]
-    os.environ.update(environment)
 
 
 def child_process_environment(ports: LocalPorts | None = None) -> dict[str, str]:

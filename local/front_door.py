@@ -9,7 +9,8 @@ It reproduces what a client and a handler notice of API Gateway HTTP API:
   for non-text content types, requestContext with the JWT claims as strings);
 - the response mapping of payload 2.0, including the "no statusCode" shortcut;
 - the gateway's own errors: 413 over 10 MB, 500 when the function fails, 503 when the
-  integration times out, and JSON (never HTML) for requests too malformed to route.
+  integration times out, 429 when the function is throttled (at its concurrency limit), and
+  JSON (never HTML) for requests too malformed to route.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.functions import FunctionRuntime
+from local.functions import FunctionRuntime, Throttled
 from local.http_server import BackgroundServer, BodyTooLarge, LocalRequestHandler
 from local.jwt_auth import (
     Forbidden,
@@ -53,6 +54,7 @@ FORBIDDEN = {"message": "Forbidden"}
 TOO_LARGE = {"message": "Request Entity Too Large"}
 INTERNAL_ERROR = {"message": "Internal Server Error"}
 SERVICE_UNAVAILABLE = {"message": "Service Unavailable"}
+TOO_MANY_REQUESTS = {"message": "Too Many Requests"}
 
 _TEXT_SUBTYPE_HINTS = ("json", "xml", "javascript", "yaml", "graphql", "csv")
 
@@ -363,7 +365,16 @@ class FrontDoor:
             return HttpResponse.json(500, INTERNAL_ERROR)
 
         integration_timeout_s = route.timeout_ms / 1000
-        result = self.runtime.invoke(route.function_id, event, wait_s=integration_timeout_s)
+        try:
+            result = self.runtime.invoke(
+                route.function_id,
+                event,
+                wait_s=integration_timeout_s,
+                trace_id=event["headers"].get("x-amzn-trace-id"),
+            )
+        except Throttled as throttled:
+            logger.warning("%s -> 429 (%s)", route.route_key, throttled)
+            return HttpResponse.json(429, TOO_MANY_REQUESTS)
         if result.timed_out:
             if integration_timeout_s < function.timeout_s:
                 return HttpResponse.json(503, SERVICE_UNAVAILABLE)

@@ -1,58 +1,97 @@
-"""Run the template's Lambda handlers in this process.
+"""Run the template's Lambda functions the way Lambda does: in execution environments.
 
-Each handler module is imported from `<CodeUri>/<module>.py` under a name derived from its
-CodeUri (functions/create_payment/ + app -> `functions.create_payment.app`), so two functions'
-`app.py` never shadow each other, and a test importing `functions.create_payment.app` gets the
-same module object. Layer folders go on sys.path first, as /opt/python is in Lambda.
+An execution environment is a worker process of its own (local/lambda_worker.py) that imports one
+function's handler, with the function's code folder and layers on its path and the function's
+environment variables, and then serves exactly one invocation at a time. Module-level state (a
+Powertools resolver, the service graph, cached clients) therefore belongs to one environment and is
+never shared by concurrent invocations, as in AWS.
 
-An invocation runs in its own thread with a fake Lambda context. The caller waits at most the
-function's Timeout; a handler still running then is reported as timed out (Lambda would kill
-it; a Python thread cannot be killed, so it is left to finish in the background and logged).
-A handler whose import fails is reported per invocation as Runtime.ImportModuleError, like
-Lambda does, and its import is retried on the next invocation so a fix is picked up.
+- Each function has a pool that grows on demand up to its concurrency limit: the template's
+  `ReservedConcurrentExecutions`, else LOCAL_LAMBDA_CONCURRENCY (default 32). A synchronous
+  invocation beyond it is throttled (`Throttled`, which the invoke API answers 429
+  TooManyRequestsException); an asynchronous one waits for capacity, as Lambda's event queue does.
+- Idle environments are reused (warm starts, newest first) and retired after
+  LOCAL_LAMBDA_IDLE_SECONDS (default 300) without work.
+- The first invocation of an environment logs Lambda's REPORT line with `Init Duration`; warm
+  ones do not.
+- An invocation that passes the function's Timeout is stopped by killing its process (`Task timed
+  out after N.NN seconds`); a worker that exits or crashes gives `Runtime.ExitError`; a failed
+  import gives `Runtime.ImportModuleError`. In each case the environment is discarded and the next
+  invocation gets a fresh one, so a fixed import is picked up.
+- `stop()` kills every worker; a worker also exits on its own when the stack process is gone.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import json
 import logging
-import re
+import math
+import os
+import queue
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from local.template import FunctionSpec, Template
 
 logger = logging.getLogger(__name__)
 
+WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
+DEFAULT_CONCURRENCY = 32
+DEFAULT_IDLE_SECONDS = 300.0
+# Lambda gives on-demand init 10 s of its own; past that, init is retried inside the invocation.
+INIT_TIMEOUT_S = 10.0
+_REAP_INTERVAL_S = 1.0
+_STOP_GRACE_S = 2.0
+_ASYNC_RETRY_MAX_S = 2.0
 
-class LambdaContext:
-    """The attributes and method of the Python runtime's context object that handlers use."""
 
-    def __init__(self, function: FunctionSpec, request_id: str, timeout_s: float | None = None):
-        self.function_name = function.logical_id
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory_size_mb
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{function.logical_id}"
-        started = datetime.now(UTC)
-        self.log_stream_name = f"{started:%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self.identity = None
-        self.client_context = None
-        self.tenant_id = None
-        self._deadline = time.monotonic() + (function.timeout_s if timeout_s is None else timeout_s)
+class Throttled(Exception):
+    """The function already runs as many invocations as its concurrency limit allows."""
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+    def __init__(self, function_id: str, limit: int, reserved: bool):
+        self.function_id = function_id
+        self.limit = limit
+        self.reason = (
+            "ReservedFunctionConcurrentInvocationLimitExceeded"
+            if reserved
+            else "ConcurrentInvocationLimitExceeded"
+        )
+        super().__init__(f"Rate Exceeded. {function_id} is at its concurrency limit of {limit}")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    concurrency: int = DEFAULT_CONCURRENCY
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
+        env = os.environ if env is None else env
+        concurrency = _positive(env, "LOCAL_LAMBDA_CONCURRENCY", DEFAULT_CONCURRENCY, int)
+        idle_seconds = _positive(env, "LOCAL_LAMBDA_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, float)
+        return cls(concurrency=int(concurrency), idle_seconds=float(idle_seconds))
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}") from error
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}")
+    return value
 
 
 @dataclass
@@ -61,105 +100,388 @@ class InvocationResult:
     request_id: str
     duration_ms: float
     value: Any = None
-    error: BaseException | None = None
-    error_type: str | None = None
-    stack_trace: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
     timed_out: bool = False
+    init_duration_ms: float | None = None
 
     @property
     def failed(self) -> bool:
         return self.error is not None or self.timed_out
 
+    @property
+    def cold_start(self) -> bool:
+        return self.init_duration_ms is not None
+
     def error_payload(self) -> dict[str, Any]:
-        """The body Lambda returns for an unhandled error (Python runtime format)."""
+        """The body Lambda returns for a failed invocation (Python runtime format)."""
         if self.timed_out:
             return {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"RequestId: {self.request_id} Error: Task timed out after "
                 f"{self.duration_ms / 1000:.2f} seconds",
             }
+        return dict(self.error or {})
+
+
+class _EnvironmentFailed(Exception):
+    def __init__(self, error: dict[str, Any], *, timed_out: bool = False):
+        self.error = error
+        self.timed_out = timed_out
+        super().__init__(error.get("errorMessage", ""))
+
+
+_EXITED = object()
+
+
+def lambda_environment(function: FunctionSpec) -> dict[str, str]:
+    """The variables Lambda itself sets in every execution environment."""
+    stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function.logical_id,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.logical_id}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "LAMBDA_TASK_ROOT": str(function.code_uri),
+        "_HANDLER": function.handler,
+        "TZ": ":UTC",
+    }
+
+
+class ExecutionEnvironment:
+    """One worker process serving one function, one invocation at a time."""
+
+    def __init__(self, function: FunctionSpec, layer_paths: list[Path], environment: dict[str, str]):
+        self.function = function
+        self.layer_paths = layer_paths
+        self.environment = environment
+        self.invocations = 0
+        self.init_ms: float | None = None
+        self.last_used = time.monotonic()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._requests: Any = None
+        self._messages: queue.Queue[Any] = queue.Queue()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
+        command = [
+            sys.executable,
+            "-I",
+            "-u",
+            str(WORKER_SCRIPT),
+            "--request-fd",
+            str(request_read),
+            "--response-fd",
+            str(response_write),
+            "--parent-pid",
+            str(os.getpid()),
+            "--function-arn",
+            self.function.arn,
+            "--handler",
+            self.function.handler,
+            "--code-uri",
+            str(self.function.code_uri),
+        ]
+        for layer in self.layer_paths:
+            command += ["--layer", str(layer)]
+        try:
+            # Its own session: the terminal's Ctrl-C reaches the stack, which stops the workers.
+            self._process = subprocess.Popen(
+                command,
+                env=self.environment,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(request_read, response_write),
+                start_new_session=True,
+            )
+        finally:
+            os.close(request_read)
+            os.close(response_write)
+        self._requests = os.fdopen(request_write, "wb")
+        threading.Thread(
+            target=self._read_messages,
+            args=(os.fdopen(response_read, "rb"),),
+            name=f"{self.function.logical_id}-env-{self._process.pid}",
+            daemon=True,
+        ).start()
+
+    def _read_messages(self, responses: Any) -> None:
+        with responses:
+            for line in responses:
+                try:
+                    self._messages.put(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        self._messages.put(_EXITED)
+
+    def _next_message(self, timeout_s: float) -> Any:
+        try:
+            return self._messages.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return None
+
+    def initialise(self, request_id: str) -> float:
+        """Start the worker and wait for its handler import; the Init Duration in ms."""
+        started = time.monotonic()
+        try:
+            self.start()
+        except OSError as error:
+            raise _EnvironmentFailed(
+                {"errorType": "Runtime.Unknown", "errorMessage": f"cannot start a worker: {error}"}
+            ) from error
+        deadline = started + INIT_TIMEOUT_S + self.function.timeout_s
+        message = self._next_message(deadline - time.monotonic())
+        if message is None:
+            self.kill()
+            raise _EnvironmentFailed(
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out during init after "
+                    f"{time.monotonic() - started:.2f} seconds",
+                },
+                timed_out=True,
+            )
+        if message is _EXITED:
+            raise _EnvironmentFailed(self._exit_error(request_id))
+        if message.get("type") == "init_error":
+            self.kill()
+            raise _EnvironmentFailed({**message["error"], "requestId": request_id})
+        self.init_ms = float(message.get("init_ms", (time.monotonic() - started) * 1000))
+        return self.init_ms
+
+    def invoke(self, request_id: str, event: Any, timeout_s: float, trace_id: str | None) -> Any:
+        """Run one invocation; the handler's return value, or _EnvironmentFailed."""
+        self.invocations += 1
+        request = {
+            "type": "invoke",
+            "request_id": request_id,
+            "event": event,
+            "remaining_ms": int(timeout_s * 1000),
+            "trace_id": trace_id,
+        }
+        try:
+            self._requests.write(json.dumps(request).encode() + b"\n")
+            self._requests.flush()
+        except (BrokenPipeError, OSError):
+            raise _EnvironmentFailed(self._exit_error(request_id)) from None
+        message = self._next_message(timeout_s)
+        if message is None:
+            self.kill()
+            raise _EnvironmentFailed({}, timed_out=True)
+        if message is _EXITED:
+            raise _EnvironmentFailed(self._exit_error(request_id))
+        if message.get("type") == "error":
+            raise _EnvironmentFailed(message["error"])
+        return message.get("value")
+
+    def _exit_error(self, request_id: str) -> dict[str, Any]:
+        status = "unknown"
+        if self._process is not None:
+            try:
+                code = self._process.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                code = self._process.returncode
+            status = f"signal: {-code}" if code is not None and code < 0 else f"exit status {code}"
         return {
-            "errorMessage": str(self.error),
-            "errorType": self.error_type or type(self.error).__name__,
-            "requestId": self.request_id,
-            "stackTrace": self.stack_trace,
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {status}",
         }
 
+    def max_memory_mb(self) -> int | None:
+        """Peak resident memory of the worker (Linux), as Lambda's `Max Memory Used`."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return math.ceil(int(line.split()[1]) / 1024)
+        return None
 
-class HandlerImportError(Exception):
-    """The handler's module could not be imported or has no such function."""
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close_requests()
 
+    def stop(self) -> None:
+        """Let the worker finish its loop (EOF on its request pipe), else kill it."""
+        self._close_requests()
+        if self._process is None:
+            return
+        try:
+            self._process.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
-def _identifier(part: str) -> str:
-    cleaned = re.sub(r"\W", "_", part)
-    return f"_{cleaned}" if cleaned[:1].isdigit() else cleaned
-
-
-def module_name_for(function: FunctionSpec, root: Path) -> str:
-    """`functions.create_payment.app` for CodeUri functions/create_payment/ and Handler app.x."""
-    module, _ = function.module_and_attribute
-    try:
-        relative_parts = function.code_uri.relative_to(root).parts
-    except ValueError:
-        relative_parts = (function.code_uri.name,)
-    return ".".join([_identifier(part) for part in relative_parts] + module.split("."))
-
-
-def module_file_for(function: FunctionSpec) -> Path:
-    module, _ = function.module_and_attribute
-    base = function.code_uri.joinpath(*module.split("."))
-    package_init = base / "__init__.py"
-    return package_init if package_init.exists() else base.with_suffix(".py")
-
-
-def add_layers_to_path(template: Template) -> None:
-    """Put each layer's code where Lambda would (/opt/python): ahead of site-packages."""
-    for layer in reversed(template.layers):
-        for folder in (layer.content_uri, layer.content_uri / "python"):
-            if folder.is_dir() and str(folder) not in sys.path:
-                sys.path.insert(0, str(folder))
-                logger.debug("layer %s on sys.path: %s", layer.logical_id, folder)
+    def _close_requests(self) -> None:
+        if self._requests is not None:
+            with contextlib.suppress(OSError):
+                self._requests.close()
 
 
-def warn_about_shadowing(template: Template) -> None:
-    """Sibling modules are top-level imports in Lambda; in one process, same names collide."""
-    owners: dict[str, str] = {}
-    for function in template.functions.values():
-        handler_module = function.module_and_attribute[0].split(".")[0]
-        if not function.code_uri.is_dir():
-            continue
-        for entry in function.code_uri.iterdir():
-            name = (
-                entry.stem
-                if entry.suffix == ".py"
-                else entry.name
-                if (entry / "__init__.py").exists()
-                else None
-            )
-            if name is None or name == handler_module or name.startswith("_"):
-                continue
-            if name in owners and owners[name] != function.logical_id:
-                logger.warning(
-                    "module %r exists in the code of %s and %s; locally both import the first one loaded",
-                    name,
-                    owners[name],
-                    function.logical_id,
-                )
-            owners.setdefault(name, function.logical_id)
+class FunctionPool:
+    """The execution environments of one function."""
+
+    def __init__(
+        self,
+        function: FunctionSpec,
+        make_environment: Callable[[], ExecutionEnvironment],
+        limit: int,
+        *,
+        reserved: bool,
+    ):
+        self.function = function
+        self.make_environment = make_environment
+        self.limit = limit
+        self.reserved = reserved
+        self._idle: list[ExecutionEnvironment] = []
+        self._busy: set[ExecutionEnvironment] = set()
+        self._starting = 0
+        self._lock = threading.Lock()
+        self._capacity = threading.Condition(self._lock)
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return len(self._idle) + len(self._busy) + self._starting
+
+    def environments(self) -> list[ExecutionEnvironment]:
+        with self._lock:
+            return [*self._idle, *self._busy]
+
+    def acquire(self) -> ExecutionEnvironment | None:
+        """A warm environment, or None when the caller may start a new one; Throttled when full."""
+        with self._lock:
+            while self._idle:
+                environment = self._idle.pop()
+                if environment.is_alive():
+                    self._busy.add(environment)
+                    return environment
+                environment.kill()
+            if len(self._busy) + self._starting >= self.limit:
+                raise Throttled(self.function.logical_id, self.limit, self.reserved)
+            self._starting += 1
+            return None
+
+    def wait_for_capacity(self, timeout_s: float) -> None:
+        with self._capacity:
+            if self._idle or len(self._busy) + self._starting < self.limit:
+                return
+            self._capacity.wait(timeout_s)
+
+    def started(self, environment: ExecutionEnvironment) -> None:
+        with self._lock:
+            self._starting -= 1
+            self._busy.add(environment)
+
+    def start_failed(self) -> None:
+        with self._capacity:
+            self._starting -= 1
+            self._capacity.notify()
+
+    def release(self, environment: ExecutionEnvironment, *, reusable: bool) -> None:
+        with self._capacity:
+            self._busy.discard(environment)
+            if reusable and environment.is_alive():
+                environment.last_used = time.monotonic()
+                self._idle.append(environment)
+            else:
+                environment.kill()
+            self._capacity.notify()
+
+    def add_idle(self, environment: ExecutionEnvironment) -> None:
+        with self._capacity:
+            self._idle.append(environment)
+            self._capacity.notify()
+
+    def retire_idle(self, idle_seconds: float) -> int:
+        now = time.monotonic()
+        with self._lock:
+            retired = [env for env in self._idle if now - env.last_used >= idle_seconds]
+            self._idle = [env for env in self._idle if env not in retired]
+        for environment in retired:
+            environment.stop()
+        return len(retired)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            environments = [*self._idle, *self._busy]
+            self._idle = []
+        for environment in environments:
+            environment.kill()
+
+
+def default_environment(function: FunctionSpec) -> dict[str, str]:
+    """This process's environment plus the function's variables (for tools and tests)."""
+    return {**os.environ, **function.environment}
 
 
 class FunctionRuntime:
-    """Loads the template's handlers and invokes them with a fake Lambda context."""
+    """Invokes the template's functions in pooled worker processes."""
 
-    def __init__(self, template: Template):
+    def __init__(
+        self,
+        template: Template,
+        *,
+        environment_for: Callable[[FunctionSpec], dict[str, str]] = default_environment,
+        settings: RuntimeSettings | None = None,
+    ):
         self.template = template
-        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
-        self._import_errors: dict[str, HandlerImportError] = {}
-        self._lock = threading.Lock()
+        self.settings = settings or RuntimeSettings.from_env()
+        self.environment_for = environment_for
+        layers = {layer.logical_id: layer.content_uri for layer in template.layers}
+        self._pools: dict[str, FunctionPool] = {}
+        for function_id, function in template.functions.items():
+            layer_paths = self._layer_paths(function, layers)
+            reserved = function.reserved_concurrency is not None
+            limit = function.reserved_concurrency if reserved else self.settings.concurrency
+            self._pools[function_id] = FunctionPool(
+                function,
+                self._environment_factory(function, layer_paths),
+                int(limit or 0),
+                reserved=reserved,
+            )
+        self._stopping = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="lambda-env-reaper", daemon=True)
+        self._reaper.start()
+
+    @staticmethod
+    def _layer_paths(function: FunctionSpec, layers: dict[str, Path]) -> list[Path]:
+        # Lambda unpacks each layer into /opt; Python layers are found in /opt/python.
+        paths = []
+        for layer_id in function.layers:
+            content = layers.get(layer_id)
+            if content is None:
+                logger.warning("%s uses layer %s, not served locally", function.logical_id, layer_id)
+                continue
+            paths += [folder for folder in (content / "python", content) if folder.is_dir()]
+        return paths
+
+    def _environment_factory(
+        self, function: FunctionSpec, layer_paths: list[Path]
+    ) -> Callable[[], ExecutionEnvironment]:
+        def make() -> ExecutionEnvironment:
+            environment = {**self.environment_for(function), **lambda_environment(function)}
+            return ExecutionEnvironment(function, layer_paths, environment)
+
+        return make
 
     @property
     def function_ids(self) -> list[str]:
         return list(self.template.functions)
+
+    def pool(self, function_id: str) -> FunctionPool:
+        return self._pools[function_id]
 
     def resolve_function_name(self, name_or_arn: str) -> str | None:
         """Accept a logical id, `Name:qualifier`, or a full/partial ARN ending in the logical id."""
@@ -167,75 +489,33 @@ class FunctionRuntime:
         name = name.split(":", 1)[0]
         return name if name in self.template.functions else None
 
-    def load_all(self) -> dict[str, HandlerImportError]:
-        """Import every handler now (after the environment is set); return the failures."""
-        add_layers_to_path(self.template)
-        # The template's folder is the root of handler packages (relative imports in app.py).
-        if str(self.template.root) not in sys.path:
-            sys.path.append(str(self.template.root))
-        warn_about_shadowing(self.template)
-        for function_id in self.template.functions:
+    def prewarm(self) -> dict[str, str]:
+        """Start one environment per function now, in parallel; the functions whose init failed.
+
+        A pre-warmed environment still reports its Init Duration on its first invocation."""
+        failures: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def warm(function_id: str) -> None:
+            pool = self._pools[function_id]
+            if pool.limit < 1:
+                return
+            environment = pool.make_environment()
             try:
-                self._load(function_id)
-            except HandlerImportError as error:
-                logger.error("%s: %s", function_id, error)
-        return dict(self._import_errors)
+                environment.initialise("prewarm")
+            except _EnvironmentFailed as failure:
+                with lock:
+                    failures[function_id] = failure.error.get("errorMessage", "init failed")
+                logger.error("%s: %s", function_id, failures[function_id])
+                return
+            pool.add_idle(environment)
 
-    def _load(self, function_id: str) -> Callable[[Any, Any], Any]:
-        with self._lock:
-            if function_id in self._handlers:
-                return self._handlers[function_id]
-            function = self.template.functions[function_id]
-            try:
-                handler = self._import_handler(function)
-            except HandlerImportError as error:
-                self._import_errors[function_id] = error
-                raise
-            self._import_errors.pop(function_id, None)
-            self._handlers[function_id] = handler
-            return handler
-
-    def _import_handler(self, function: FunctionSpec) -> Callable[[Any, Any], Any]:
-        module_name = module_name_for(function, self.template.root)
-        module_file = module_file_for(function)
-        _, attribute = function.module_and_attribute
-        if not module_file.exists():
-            raise HandlerImportError(
-                f"Unable to import module '{function.handler}': {module_file} does not exist"
-            )
-        module = self._import_module(module_name, module_file, function.code_uri)
-        handler = getattr(module, attribute, None)
-        if not callable(handler):
-            raise HandlerImportError(
-                f"Handler '{attribute}' missing on module '{module_name}' ({module_file})"
-            )
-        logger.debug("%s -> %s.%s", function.logical_id, module_name, attribute)
-        return handler
-
-    @staticmethod
-    def _import_module(module_name: str, module_file: Path, code_uri: Path) -> ModuleType:
-        existing = sys.modules.get(module_name)
-        if (
-            existing is not None
-            and Path(getattr(existing, "__file__", "") or "").resolve() == module_file.resolve()
-        ):
-            return existing
-        # In Lambda the code folder is the working directory on sys.path: sibling imports work.
-        # Appended, so it can never hide an installed package.
-        if str(code_uri) not in sys.path:
-            sys.path.append(str(code_uri))
-        spec = importlib.util.spec_from_file_location(module_name, module_file)
-        if spec is None or spec.loader is None:
-            raise HandlerImportError(f"Unable to import module '{module_name}' from {module_file}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:
-            sys.modules.pop(module_name, None)
-            detail = "".join(traceback.format_exception(error)).rstrip()
-            raise HandlerImportError(f"Unable to import module '{module_name}': {error}\n{detail}") from error
-        return module
+        threads = [threading.Thread(target=warm, args=(function_id,)) for function_id in self._pools]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return failures
 
     def invoke(
         self,
@@ -244,61 +524,136 @@ class FunctionRuntime:
         *,
         wait_s: float | None = None,
         request_id: str | None = None,
+        trace_id: str | None = None,
     ) -> InvocationResult:
-        """Run the handler; wait at most `wait_s` (default: the function's Timeout)."""
-        function = self.template.functions[function_id]
+        """A synchronous invocation (RequestResponse). Throttled when the pool is full.
+
+        `wait_s` is how long the caller waits (API Gateway's integration timeout): past it the
+        result says timed_out, while the invocation itself runs on to the function's Timeout."""
+        pool = self._pools[function_id]
         request_id = request_id or str(uuid.uuid4())
-        timeout_s = float(function.timeout_s) if wait_s is None else min(float(function.timeout_s), wait_s)
-        started = time.monotonic()
-
-        try:
-            handler = self._load(function_id)
-        except HandlerImportError as error:
-            return InvocationResult(
-                function_id,
-                request_id,
-                duration_ms=0.0,
-                error=error,
-                error_type="Runtime.ImportModuleError",
-            )
-
-        outcome: dict[str, Any] = {}
+        warm = pool.acquire()
+        outcome: list[InvocationResult] = []
+        done = threading.Event()
 
         def run() -> None:
-            context = LambdaContext(function, request_id)
             try:
-                outcome["value"] = handler(event, context)
-            except BaseException as error:
-                outcome["error"] = error
+                outcome.append(self._run(pool, warm, request_id, event, trace_id))
+            except Exception as error:  # a bug here must not leave the caller waiting forever
+                logger.exception("%s: the local runtime failed on request %s", function_id, request_id)
+                error_document = {"errorType": "Runtime.Unknown", "errorMessage": str(error)}
+                outcome.append(InvocationResult(function_id, request_id, 0.0, error=error_document))
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=run, name=f"{function_id}-{request_id[:8]}", daemon=True)
-        worker.start()
-        worker.join(timeout_s)
-        duration_ms = (time.monotonic() - started) * 1000
-        if worker.is_alive():
-            logger.error(
-                "%s request %s timed out after %.2f s; the handler keeps running in the background "
-                "(Lambda would have stopped it)",
-                function_id,
-                request_id,
-                timeout_s,
-            )
-            return InvocationResult(function_id, request_id, duration_ms=timeout_s * 1000, timed_out=True)
+        started = time.monotonic()
+        if wait_s is None:
+            run()
+        else:
+            threading.Thread(target=run, name=f"invoke-{function_id}-{request_id[:8]}", daemon=True).start()
+            if not done.wait(wait_s):
+                return InvocationResult(
+                    function_id, request_id, (time.monotonic() - started) * 1000, timed_out=True
+                )
+        return outcome[0]
 
-        if "error" in outcome:
-            error = outcome["error"]
-            logger.error(
-                "%s request %s failed:\n%s",
-                function_id,
-                request_id,
-                "".join(traceback.format_exception(error)).rstrip(),
-            )
-            return InvocationResult(
-                function_id,
-                request_id,
-                duration_ms,
-                error=error,
-                stack_trace=traceback.format_list(traceback.extract_tb(error.__traceback__)),
-            )
-        logger.info("REPORT %s RequestId: %s Duration: %.1f ms", function_id, request_id, duration_ms)
-        return InvocationResult(function_id, request_id, duration_ms, value=outcome.get("value"))
+    def invoke_event(
+        self, function_id: str, event: Any, *, request_id: str | None = None
+    ) -> InvocationResult:
+        """An asynchronous invocation (Event, schedules): waits for capacity instead of throttling."""
+        pool = self._pools[function_id]
+        while True:
+            try:
+                return self.invoke(function_id, event, request_id=request_id)
+            except Throttled:
+                if self._stopping.is_set():
+                    raise
+                pool.wait_for_capacity(_ASYNC_RETRY_MAX_S)
+
+    def _run(
+        self,
+        pool: FunctionPool,
+        environment: ExecutionEnvironment | None,
+        request_id: str,
+        event: Any,
+        trace_id: str | None,
+    ) -> InvocationResult:
+        function = pool.function
+        function_id = function.logical_id
+        if environment is None:
+            environment = pool.make_environment()
+            try:
+                init_ms = environment.initialise(request_id)
+            except _EnvironmentFailed as failure:
+                pool.start_failed()
+                logger.error(
+                    "%s INIT_REPORT Phase: init Status: %s Error Type: %s",
+                    function_id,
+                    "timeout" if failure.timed_out else "error",
+                    failure.error.get("errorType"),
+                )
+                return InvocationResult(function_id, request_id, 0.0, error=failure.error)
+            pool.started(environment)
+            logger.debug("%s new environment (pid %s), init %.1f ms", function_id, environment.pid, init_ms)
+        init_duration = environment.init_ms if environment.invocations == 0 else None
+
+        logger.debug("%s START RequestId: %s Version: $LATEST", function_id, request_id)
+        started = time.monotonic()
+        result = InvocationResult(function_id, request_id, 0.0, init_duration_ms=init_duration)
+        reusable = True
+        try:
+            result.value = environment.invoke(request_id, event, float(function.timeout_s), trace_id)
+        except _EnvironmentFailed as failure:
+            if failure.timed_out:
+                result.timed_out = True
+                reusable = False
+                logger.error(
+                    "%s %s %s Task timed out after %.2f seconds",
+                    function_id,
+                    datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                    request_id,
+                    float(function.timeout_s),
+                )
+            else:
+                result.error = failure.error
+                reusable = failure.error.get("errorType") != "Runtime.ExitError"
+        result.duration_ms = (time.monotonic() - started) * 1000
+        if result.timed_out:
+            result.duration_ms = function.timeout_s * 1000.0
+        self._report(environment, result)
+        pool.release(environment, reusable=reusable)
+        return result
+
+    @staticmethod
+    def _report(environment: ExecutionEnvironment, result: InvocationResult) -> None:
+        function = environment.function
+        parts = [
+            f"REPORT RequestId: {result.request_id}",
+            f"Duration: {result.duration_ms:.2f} ms",
+            f"Billed Duration: {math.ceil(result.duration_ms)} ms",
+            f"Memory Size: {function.memory_size_mb} MB",
+        ]
+        memory = environment.max_memory_mb()
+        if memory is not None:
+            parts.append(f"Max Memory Used: {memory} MB")
+        if result.init_duration_ms is not None:
+            parts.append(f"Init Duration: {result.init_duration_ms:.2f} ms")
+        if result.timed_out:
+            parts.append("Status: timeout")
+        elif result.error is not None and result.error.get("errorType", "").startswith("Runtime."):
+            parts.append(f"Status: error\tError Type: {result.error['errorType']}")
+        logger.info("%s %s", function.logical_id, "\t".join(parts))
+
+    def _reap(self) -> None:
+        while not self._stopping.wait(_REAP_INTERVAL_S):
+            for pool in self._pools.values():
+                retired = pool.retire_idle(self.settings.idle_seconds)
+                if retired:
+                    logger.info("%s: retired %d idle environment(s)", pool.function.logical_id, retired)
+
+    def stop(self) -> None:
+        """Kill every worker, busy or idle."""
+        self._stopping.set()
+        for pool in self._pools.values():
+            pool.stop_all()
+        self._reaper.join(timeout=_STOP_GRACE_S)

@@ -4,7 +4,9 @@
 id (a full or partial ARN ending in it, or `Name:qualifier`, works too). Responses follow the Lambda
 service: 200 with the result, 202 for `Event`, 204 for `DryRun`; a handler error is still 200, with
 `X-Amz-Function-Error: Unhandled` and the runtime's error document; service errors carry
-`x-amzn-ErrorType`, which botocore turns into the right exception class.
+`x-amzn-ErrorType`, which botocore turns into the right exception class. A synchronous call to a
+function at its concurrency limit is refused with 429 TooManyRequestsException; an `Event` waits
+for capacity, as Lambda's event queue does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from local.functions import FunctionRuntime
+from local.functions import FunctionRuntime, Throttled
 from local.http_server import BackgroundServer, BodyTooLarge, LocalRequestHandler
 from local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
@@ -45,14 +47,21 @@ class LambdaInvokeApi:
         self.server.stop()
 
     def run_in_background(self, function_id: str, event: Any, request_id: str) -> None:
-        # Errors are logged by the runtime; an Event caller never sees them, as in Lambda.
+        # Errors are logged by the runtime; an Event caller never sees them, as in Lambda, whose
+        # event queue also waits out throttling instead of refusing the event.
         threading.Thread(
-            target=self.runtime.invoke,
+            target=self._run_event,
             args=(function_id, event),
             kwargs={"request_id": request_id},
             name=f"event-{function_id}",
             daemon=True,
         ).start()
+
+    def _run_event(self, function_id: str, event: Any, request_id: str) -> None:
+        try:
+            self.runtime.invoke_event(function_id, event, request_id=request_id)
+        except Throttled:
+            logger.warning("%s: event %s dropped, the stack is stopping", function_id, request_id)
 
 
 def service_error(
@@ -139,7 +148,15 @@ class _InvokeRequestHandler(LocalRequestHandler):
             self.send_json(status, body, [*headers, *common])
             return
 
-        result = api.runtime.invoke(function_id, event, request_id=request_id)
+        try:
+            result = api.runtime.invoke(function_id, event, request_id=request_id)
+        except Throttled as throttled:
+            self.send_json(
+                429,
+                {"Type": "User", "message": "Rate Exceeded.", "Reason": throttled.reason},
+                [("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", "1"), *common],
+            )
+            return
         if result.failed:
             self.send_json(
                 200, result.error_payload(), [("X-Amz-Function-Error", "Unhandled"), *version, *common]

@@ -1,4 +1,4 @@
-"""Fire the template's Schedule / ScheduleV2 events in process, as EventBridge would.
+"""Fire the template's Schedule / ScheduleV2 events, as EventBridge would, through the local runtime.
 
 Each enabled `rate(...)` schedule gets a thread that invokes its function every period with the
 "Scheduled Event" payload (or the event's `Input`, which replaces it in AWS too). `cron(...)` and
@@ -200,9 +200,16 @@ class Scheduler:
     def _run(self, plan: _Plan) -> None:
         function_id = plan.schedule.function_id
         try:
-            result = self.runtime.invoke(function_id, event_for_tick(plan.schedule))
+            # EventBridge invokes asynchronously: a throttled run waits for capacity.
+            result = self.runtime.invoke_event(function_id, event_for_tick(plan.schedule))
             if result.failed:
-                logger.warning("scheduled run of %s failed (see above); the schedule continues", function_id)
+                error = result.error_payload()
+                logger.warning(
+                    "scheduled run of %s failed (%s: %s); the schedule continues",
+                    function_id,
+                    error.get("errorType"),
+                    error.get("errorMessage"),
+                )
         except Exception:
             logger.exception("scheduled run of %s could not be started", function_id)
         finally:

@@ -4,8 +4,9 @@
                            --moto-port 5000 --simulator-port 3100 --template template.yaml]
 
 Starts DynamoDB Local (tables from template.yaml), moto (event buses + an inspection log group),
-the QPay simulator, then imports the real handlers and serves them through the HTTP API front
-door, the Lambda Invoke API and the schedules. Prints a banner, then the line
+the QPay simulator, then runs the real handlers in Lambda-like execution environments (worker
+processes, local/functions.py) behind the HTTP API front door, the Lambda Invoke API and the
+schedules. Prints a banner, then the line
 `LOCAL STACK READY`, and runs until SIGINT/SIGTERM (exit 0). If a child process dies on its
 own, the stack stops everything and exits 1.
 """
@@ -27,10 +28,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local.dynamodb_local import REPO_ROOT, DynamoDBLocal
 from local.endpoints import LocalPorts, port_is_free
-from local.environment import apply_environment, build_handler_environment, child_process_environment
+from local.environment import build_function_environment, child_process_environment
 from local.eventbridge import INSPECT_LOG_GROUP, MotoServer, setup_event_buses
 from local.front_door import FrontDoor
-from local.functions import FunctionRuntime
+from local.functions import FunctionRuntime, RuntimeSettings
 from local.jwt_auth import JwtSettings
 from local.lambda_invoke import LambdaInvokeApi
 from local.processes import ManagedProcess, ProcessError
@@ -41,6 +42,7 @@ logger = logging.getLogger("local.stack")
 
 READY_LINE = "LOCAL STACK READY"
 SIMULATOR_MODULE = "local.qpay_simulator"
+SIMULATOR_PYTHONPATH = REPO_ROOT / "layers" / "qpay_common"
 SIMULATOR_SETTINGS = {
     "QPAY_CLIENT_ID": "QPAY_SIM_CLIENT_ID",
     "QPAY_CLIENT_SECRET": "QPAY_SIM_CLIENT_SECRET",
@@ -102,12 +104,13 @@ class LocalStack:
         self.front_door: FrontDoor | None = None
         self.invoke_api: LambdaInvokeApi | None = None
         self.scheduler: Scheduler | None = None
-        self.import_failures: dict[str, Exception] = {}
+        self.import_failures: dict[str, str] = {}
         self.tables: list[str] = []
         self.buses: list[str] = []
 
     def start(self) -> None:
         scheduler_settings = SchedulerSettings.from_env()
+        runtime_settings = RuntimeSettings.from_env()
         jwt_settings = JwtSettings.from_env()
         self.template = template = load_template(self.template_path)
         check_ports(self.ports)
@@ -121,13 +124,17 @@ class LocalStack:
         self.moto.start()
         self.buses = setup_event_buses(self.moto.client("events"), self.moto.client("logs"), template)
 
-        handler_environment = build_handler_environment(template, self.ports)
-        self._start_simulator(handler_environment)
+        shell = dict(os.environ)
+        self._start_simulator(self._simulator_credentials(template, shell))
 
-        # Handlers read their settings at import: the environment must be final before loading them.
-        apply_environment(handler_environment)
-        self.runtime = FunctionRuntime(template)
-        self.import_failures = dict(self.runtime.load_all())
+        self.runtime = FunctionRuntime(
+            template,
+            environment_for=lambda function: build_function_environment(function, self.ports, shell),
+            settings=runtime_settings,
+        )
+        # One environment per function, started in parallel: import failures show in the banner,
+        # and the first request does not pay every cold start at once.
+        self.import_failures = dict(self.runtime.prewarm())
 
         self.front_door = FrontDoor(
             template, self.runtime, host=self.ports.host, port=self.ports.api, jwt_settings=jwt_settings
@@ -138,9 +145,20 @@ class LocalStack:
         self.scheduler = Scheduler(self.runtime, template.schedules, scheduler_settings)
         self.scheduler.start()
 
+    def _simulator_credentials(self, template: Template, shell: dict[str, str]) -> dict[str, str]:
+        """What the handlers will send QPay, so the simulator accepts it."""
+        merged: dict[str, str] = {}
+        for function in template.functions.values():
+            merged.update(build_function_environment(function, self.ports, shell))
+        return merged
+
     def _start_simulator(self, handler_environment: dict[str, str]) -> None:
         health_url = f"{self.ports.simulator_url}/_sim/health"
         environment = child_process_environment(self.ports)
+        # It answers with QPay's error codes from the layer (qpay_common.qpay_codes).
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(SIMULATOR_PYTHONPATH), environment.get("PYTHONPATH", "")) if part
+        )
         # The simulator accepts the merchant credentials and invoice code the handlers will send,
         # also when the user overrides them in the shell of `make run`.
         for handler_name, simulator_name in SIMULATOR_SETTINGS.items():
@@ -173,7 +191,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything that was started, newest first. Safe after a failed start."""
-        for part in (self.scheduler, self.front_door, self.invoke_api):
+        for part in (self.scheduler, self.front_door, self.invoke_api, self.runtime):
             if part is not None:
                 try:
                     part.stop()

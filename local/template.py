@@ -344,6 +344,8 @@ class FunctionSpec:
     memory_size_mb: int
     environment: dict[str, str]
     layers: tuple[str, ...] = ()
+    # ReservedConcurrentExecutions: also the most environments the local runtime starts.
+    reserved_concurrency: int | None = None
 
     @property
     def arn(self) -> str:
@@ -520,6 +522,7 @@ class _TemplateReader:
                 (raw_properties.get("Environment") or {}).get("Variables") or {}
             )
             layers = self.resolver.resolve(raw_properties.get("Layers") or [])
+            reserved = self.resolver.resolve(raw_properties.get("ReservedConcurrentExecutions"))
             spec = FunctionSpec(
                 logical_id=logical_id,
                 code_uri=(self.root / code_uri).resolve(),
@@ -537,6 +540,11 @@ class _TemplateReader:
                 ),
                 environment={key: _stringify(value) for key, value in variables.items()},
                 layers=tuple(_stringify(layer) for layer in layers),
+                reserved_concurrency=(
+                    None
+                    if reserved is None or reserved is NO_VALUE
+                    else _as_int(reserved, 0, f"{logical_id}.ReservedConcurrentExecutions")
+                ),
             )
             functions[logical_id] = (spec, raw_properties.get("Events") or {})
         return functions

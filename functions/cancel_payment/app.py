@@ -1,10 +1,14 @@
 """POST /payments/{session_id}/cancel: PENDING -> CANCELLED (idempotent), then the QPay invoice."""
 
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from qpay_common import dependencies
 from qpay_common.api import SessionIdPath, caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.cancellation import Cancellation
 
 router = Router()
 
@@ -18,8 +22,11 @@ router = Router()
         **error_responses(401, 404, 409, 500),
     },
 )
-def cancel_payment(session_id: SessionIdPath) -> PaymentView:
-    session = dependencies.payments_service().cancel_payment(caller_user_id(router), session_id)
+def cancel_payment(
+    session_id: SessionIdPath,
+    cancellation: Annotated[Cancellation, Depends(dependencies.cancellation)],
+) -> PaymentView:
+    session = cancellation.cancel(caller_user_id(router), session_id)
     return PaymentView.from_session(session)
 
 

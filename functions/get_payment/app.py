@@ -1,10 +1,14 @@
 """GET /payments/{session_id}: the caller's own payment session (asks QPay, throttled, while PENDING)."""
 
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from qpay_common import dependencies
 from qpay_common.api import SessionIdPath, caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.queries import Queries
 
 router = Router()
 
@@ -17,8 +21,11 @@ router = Router()
         **error_responses(401, 404, 500),
     },
 )
-def get_payment(session_id: SessionIdPath) -> PaymentView:
-    session = dependencies.payments_service().get_payment(caller_user_id(router), session_id)
+def get_payment(
+    session_id: SessionIdPath,
+    queries: Annotated[Queries, Depends(dependencies.queries)],
+) -> PaymentView:
+    session = queries.get_payment(caller_user_id(router), session_id)
     return PaymentView.from_session(session)
 
 

@@ -9,7 +9,12 @@ import signal
 import threading
 
 from local.qpay_simulator.server import start_simulator
-from local.qpay_simulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_INVOICE_CODE
+from local.qpay_simulator.state import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_EBARIMT_INVOICE_CODE,
+    DEFAULT_INVOICE_CODE,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--invoice-code", default=os.environ.get("QPAY_SIM_INVOICE_CODE", DEFAULT_INVOICE_CODE)
     )
+    parser.add_argument(
+        "--ebarimt-invoice-code",
+        default=os.environ.get("QPAY_SIM_EBARIMT_INVOICE_CODE", DEFAULT_EBARIMT_INVOICE_CODE),
+        help="the second invoice code, for Ebarimt 3.0 invoices",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -34,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             client_id=args.client_id,
             client_secret=args.client_secret,
             invoice_code=args.invoice_code,
+            ebarimt_invoice_code=args.ebarimt_invoice_code,
         )
     except OSError as exc:
         parser.exit(1, f"cannot listen on {args.host}:{args.port}: {exc}\n")

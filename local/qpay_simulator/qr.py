@@ -41,7 +41,7 @@ def _crc16_ccitt(data: bytes) -> int:
     return crc
 
 
-def build_qr_text(invoice_id: str, amount: int) -> str:
+def build_qr_text(invoice_id: str, amount: int | float) -> str:
     """An EMVCo merchant-presented QR payload (as QPay's is) that carries the invoice id."""
     merchant_account = _tlv("00", "mn.qpay") + _tlv("01", invoice_id)
     payload = (

@@ -18,17 +18,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from local.qpay_simulator.callbacks import deliver_callback
+from local.qpay_simulator.errors import QPayError, qpay_error
 from local.qpay_simulator.state import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
+    DEFAULT_EBARIMT_INVOICE_CODE,
     DEFAULT_INVOICE_CODE,
     FaultDecision,
-    QPayError,
     SimulatorState,
     TokenPolicy,
-    error_in_error,
-    error_in_message,
 )
+from qpay_common.qpay_codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 
@@ -56,9 +56,9 @@ class Call:
         try:
             body = json.loads(self.raw_body)
         except ValueError:
-            raise error_in_error(400, "INVALID_JSON", "Request body is not valid JSON") from None
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise error_in_error(400, "INVALID_JSON", "Request body must be a JSON object")
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body must be a JSON object")
         return body
 
 
@@ -86,7 +86,9 @@ def _authorization(headers: Message, scheme: str) -> str | None:
 def _issue_token(call: Call) -> Payload:
     encoded = _authorization(call.headers, "basic")
     if encoded is None:
-        raise error_in_message(401, "NO_CREDENDIALS")  # sic, as QPay spells it
+        raise qpay_error(
+            401, QPayErrorCode.NO_CREDENDIALS, "Basic credentials are required"
+        )  # sic, as QPay spells it
     try:
         client_id, _, client_secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
@@ -136,6 +138,8 @@ ROUTES = (
     ),
     Route("POST", "/v2/ebarimt_v3/create", lambda c: c.state.create_ebarimt(c.json()), needs_bearer=True),
     Route("DELETE", "/v2/ebarimt_v3/{id}", lambda c: c.state.cancel_ebarimt(c.id), needs_bearer=True),
+    Route("POST", "/v2/ebarimt/create", lambda c: c.state.create_legacy_ebarimt(c.json()), needs_bearer=True),
+    Route("GET", "/v2/ebarimt/{id}", lambda c: c.state.get_legacy_ebarimt(c.id), needs_bearer=True),
     Route("POST", "/_sim/pay", _simulate_payment),
     Route("POST", "/_sim/faults", lambda c: c.state.add_faults(c.json())),
     Route("GET", "/_sim/faults", lambda c: c.state.list_faults()),
@@ -236,13 +240,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise error_in_error(411, "LENGTH_REQUIRED", "Send a Content-Length, not a chunked body")
+            raise qpay_error(411, "LENGTH_REQUIRED", "Send a Content-Length, not a chunked body")
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
-            raise error_in_error(400, "BAD_REQUEST", "Content-Length is not a number") from None
+            raise qpay_error(400, "BAD_REQUEST", "Content-Length is not a number") from None
         if not 0 <= length <= MAX_BODY_BYTES:
-            raise error_in_error(413, "PAYLOAD_TOO_LARGE", f"Body must be at most {MAX_BODY_BYTES} bytes")
+            raise qpay_error(413, "PAYLOAD_TOO_LARGE", f"Body must be at most {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length) if length else b""
 
     def _send_json(self, status: int, payload: Payload) -> None:
@@ -297,9 +301,15 @@ def start_simulator(
     client_id: str = DEFAULT_CLIENT_ID,
     client_secret: str = DEFAULT_CLIENT_SECRET,
     invoice_code: str = DEFAULT_INVOICE_CODE,
+    ebarimt_invoice_code: str = DEFAULT_EBARIMT_INVOICE_CODE,
 ) -> SimulatorHandle:
     """Serves the simulator from a daemon thread; port 0 picks a free port (see `handle.port`)."""
-    state = SimulatorState(client_id=client_id, client_secret=client_secret, invoice_code=invoice_code)
+    state = SimulatorState(
+        client_id=client_id,
+        client_secret=client_secret,
+        invoice_code=invoice_code,
+        ebarimt_invoice_code=ebarimt_invoice_code,
+    )
     server = _SimulatorServer((host, port), state)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="qpay-simulator", daemon=True

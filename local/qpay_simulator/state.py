@@ -2,8 +2,8 @@
 
 Everything lives behind one lock. Critical sections are short and never sleep or do I/O, so the HTTP
 layer can deliver a callback whose handler calls straight back into the simulator. Methods take the
-parsed JSON body of a request and return the JSON payload of the response; a refusal is raised as
-`QPayError` carrying QPay's status and error body.
+parsed JSON body of a request and return the JSON payload of the response (shaped by `shapes`); a
+refusal is raised as `QPayError` carrying QPay's status and error body.
 """
 
 from __future__ import annotations
@@ -18,86 +18,49 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from datetime import time as day_time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from local.qpay_simulator import shapes
+from local.qpay_simulator.errors import QPayError, control_error, object_data_error, qpay_error
+from local.qpay_simulator.invoice_form import (
+    parse_moment,
+    parse_tax_type,
+    parse_terms,
+    shown_back,
+    whole_amount,
+)
 from local.qpay_simulator.qr import bank_app_links, build_qr_text, qr_png_base64
+from local.qpay_simulator.records import Invoice, Payment, Receipt, cents
+from qpay_common.qpay_codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 
 DEFAULT_CLIENT_ID = "TEST_MERCHANT"
 DEFAULT_CLIENT_SECRET = "local-sim-secret"
 DEFAULT_INVOICE_CODE = "TEST_INVOICE"
+# Ebarimt 3.0 invoices use a second invoice code issued by QPay; the sandbox example's is this one.
+DEFAULT_EBARIMT_INVOICE_CODE = "TEST_EB_INVOICE"
 
-MAX_INVOICE_AMOUNT = 1_000_000_000
 TOKEN_LIFETIME_S = 24 * 3600
 DURATION_FORM_LIFETIME_S = 3600
 REFRESH_LIFETIME_S = 48 * 3600
 SENDER_INVOICE_NO_MAX = 45
+RECEIVER_CODE_MAX = 45
 DESCRIPTION_MAX = 255
 CALLBACK_URL_MAX = 255
 
-# Full-form invoice fields QPay documents; kept and shown by the control API, otherwise inert.
-_INVOICE_FULL_FORM_FIELDS = (
-    "sender_staff_code",
-    "sender_terminal_code",
-    "invoice_receiver_data",
-    "enable_expiry",
-    "expiry_date",
-    "invoice_due_date",
-    "allow_partial",
-    "minimum_amount",
-    "allow_exceed",
-    "maximum_amount",
-    "note",
-    "tax_type",
-    "calculate_vat",
-    "district_code",
-    "lines",
-    "transactions",
-)
 _FAULT_RULE_FIELDS = {"path", "method", "status", "error", "delay_ms", "expires_in", "times"}
 _PAYMENT_TYPES = ("P2P", "CARD")
 _RECEIVER_TYPES = ("CITIZEN", "COMPANY")
-
-
-class QPayError(Exception):
-    """A refusal, with the HTTP status and the exact error body QPay would send."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(f"{status} {body}")
-        self.status = status
-        self.body = body
-
-
-# Real QPay puts the error code in three different places depending on the endpoint; clients must
-# read all three. See the package docstring for which endpoint uses which.
-def error_in_error(status: int, code: str, message: str) -> QPayError:
-    return QPayError(status, {"error": code, "message": message})
-
-
-def error_in_message(status: int, code: str) -> QPayError:
-    return QPayError(status, {"message": code})
-
-
-def error_in_error_code(status: int, code: str, message: str) -> QPayError:
-    return QPayError(status, {"error_code": code, "message": message})
+_LIST_OBJECT_TYPES = ("INVOICE", "MERCHANT", "QR")
 
 
 def _invalid(message: str) -> QPayError:
-    # The code is the simulator's choice: public sources show no code for plain field validation.
-    return error_in_error(400, "VALIDATION_ERROR", message)
-
-
-def _money(amount: int) -> str:
-    return f"{amount}.00"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return control_error(message)
 
 
 def _digits(count: int) -> str:
@@ -109,73 +72,45 @@ def _b64url(raw: bytes) -> str:
 
 
 def _jwt_like(claims: dict[str, Any]) -> str:
-    """Looks like QPay's RS256 JWT so clients that log or size-check tokens behave; never verified."""
-    header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    """Looks like QPay's tokens (HS256 JWTs in the captured sandbox answer) so clients that log or
+    size-check tokens behave; never verified."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = _b64url(json.dumps(claims).encode())
     return f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
-
-
-def _parse_amount(value: Any, name: str = "amount") -> int:
-    """A positive whole number of MNT, given as a number or a numeric string ("15000", "15000.00")."""
-    if isinstance(value, bool):
-        raise _invalid(f"{name} must be a positive whole number")
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise _invalid(f"{name} must be a positive whole number") from None
-    # MNT requests carry whole numbers; refusing fractions keeps clients from relying on them.
-    if not number.is_finite() or number <= 0 or number != number.to_integral_value():
-        raise _invalid(f"{name} must be a positive whole number")
-    return int(number)
 
 
 def _required_text(body: dict[str, Any], name: str, max_length: int | None = None) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise _invalid(f"{name} is required")
+        raise object_data_error(f"{name} is required")
     if max_length is not None and len(value) > max_length:
-        raise _invalid(f"{name} must be at most {max_length} characters")
+        raise object_data_error(f"{name} must be at most {max_length} characters")
     return value
 
 
 def _optional_text(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is not None and not isinstance(value, str):
-        raise _invalid(f"{name} must be a string")
+        raise object_data_error(f"{name} must be a string")
     return value
 
 
-def _positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str, error: Any = object_data_error) -> int:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _invalid(f"{name} must be a positive integer")
+        raise error(f"{name} must be a positive integer")
     return value
 
 
 def _page(body: dict[str, Any]) -> tuple[int, int]:
     offset = body.get("offset") or {}
     if not isinstance(offset, dict):
-        raise _invalid("offset must be an object")
+        raise object_data_error("offset must be an object")
     return (
         _positive_int(offset.get("page_number", 1), "offset.page_number"),
         _positive_int(offset.get("page_limit", 100), "offset.page_limit"),
     )
-
-
-def _parse_moment(value: Any, name: str, end_of_day: bool) -> datetime | None:
-    """Dates as QPay clients send them: "2026-11-22", "2026-11-22 10:00:00" or ISO 8601; naive is UTC."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise _invalid(f"{name} must be a date string")
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _invalid(f"{name} is not a date") from None
-    if len(value.strip()) == 10 and end_of_day:
-        moment = datetime.combine(moment.date(), day_time.max)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -237,10 +172,10 @@ class FaultRule:
             raise _invalid("rule.delay_ms must be a non-negative number")
         expires_in = raw.get("expires_in")
         if expires_in is not None and expires_in != "duration":
-            expires_in = _positive_int(expires_in, "rule.expires_in")
+            expires_in = _positive_int(expires_in, "rule.expires_in", _invalid)
         times = raw.get("times")
         if times is not None:
-            times = _positive_int(times, "rule.times")
+            times = _positive_int(times, "rule.times", _invalid)
         if status is None and not delay_ms and expires_in is None:
             raise _invalid("a rule needs status, delay_ms or expires_in")
         return cls(
@@ -264,35 +199,6 @@ class FaultDecision:
     token_policy: TokenPolicy = field(default_factory=TokenPolicy)
 
 
-@dataclass
-class Invoice:
-    invoice_id: str
-    invoice_code: str
-    sender_invoice_no: str
-    invoice_receiver_code: str
-    invoice_description: str
-    amount: int
-    callback_url: str
-    qr_text: str
-    short_url: str
-    created_at: datetime
-    sender_branch_code: str | None = None
-    full_form: dict[str, Any] = field(default_factory=dict)
-    status: str = "OPEN"
-    payment_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Payment:
-    payment_id: str
-    invoice_id: str
-    amount: int
-    payment_type: str
-    paid_at: datetime
-    status: str = "PAID"
-    wallet: str = "Khan bank"
-
-
 @dataclass(frozen=True)
 class SimulatedPayment:
     """A payment the control API recorded, and where to deliver its callback (None: no callback)."""
@@ -309,10 +215,12 @@ class SimulatorState:
         client_id: str = DEFAULT_CLIENT_ID,
         client_secret: str = DEFAULT_CLIENT_SECRET,
         invoice_code: str = DEFAULT_INVOICE_CODE,
+        ebarimt_invoice_code: str = DEFAULT_EBARIMT_INVOICE_CODE,
     ) -> None:
         self.client_id = client_id
         self._client_secret = client_secret
         self.invoice_code = invoice_code
+        self.ebarimt_invoice_code = ebarimt_invoice_code
         self._lock = threading.Lock()
         self._forget_everything()
 
@@ -320,7 +228,7 @@ class SimulatorState:
         self._invoices: dict[str, Invoice] = {}
         self._sender_invoice_nos: set[str] = set()
         self._payments: dict[str, Payment] = {}
-        self._receipts: dict[str, dict[str, Any]] = {}
+        self._receipts: dict[str, Receipt] = {}
         self._access_tokens: dict[str, float] = {}
         self._refresh_tokens: dict[str, float] = {}
         self._faults: list[FaultRule] = []
@@ -386,19 +294,31 @@ class SimulatorState:
         id_ok = hmac.compare_digest(client_id.encode(), self.client_id.encode())
         secret_ok = hmac.compare_digest(client_secret.encode(), self._client_secret.encode())
         if not (id_ok and secret_ok):
-            raise error_in_error(401, "AUTHENTICATION_FAILED", "Invalid client credentials")
+            raise qpay_error(401, QPayErrorCode.AUTHENTICATION_FAILED, "Invalid client credentials")
 
     def issue_token(self, policy: TokenPolicy) -> dict[str, Any]:
         now = time.time()
         expires_at = now + policy.lifetime_s
         refresh_expires_at = now + REFRESH_LIFETIME_S
         session_state = str(uuid.uuid4())
-        common = {"iat": int(now), "sid": session_state, "azp": self.client_id, "iss": "qpay-simulator"}
+        # Claim names as in the captured sandbox tokens; the values are the simulator's.
         access_token = _jwt_like(
-            {**common, "typ": "Bearer", "exp": int(expires_at), "jti": str(uuid.uuid4())}
+            {
+                "client_id": self.client_id,
+                "merchant_id": self.client_id,
+                "session_id": session_state,
+                "jti": str(uuid.uuid4()),
+                "iat": int(now),
+                "exp": int(expires_at),
+            }
         )
         refresh_token = _jwt_like(
-            {**common, "typ": "Refresh", "exp": int(refresh_expires_at), "jti": str(uuid.uuid4())}
+            {
+                "id": str(uuid.uuid4()),
+                "session_id": session_state,
+                "iat": int(now),
+                "exp": int(refresh_expires_at),
+            }
         )
         with self._lock:
             self._access_tokens[access_token] = expires_at
@@ -407,7 +327,8 @@ class SimulatorState:
         return {
             "token_type": "bearer",
             "access_token": access_token,
-            # Epochs by default, as captured sandbox responses show; durations when a fault asks.
+            # Epochs by default, as the captured sandbox answer [spec] and most SDKs show (the qpay-sdk
+            # docs call it a duration of 600 s); durations when a fault asks.
             "expires_in": policy.lifetime_s if policy.as_duration else int(expires_at),
             "refresh_token": refresh_token,
             "refresh_expires_in": REFRESH_LIFETIME_S if policy.as_duration else int(refresh_expires_at),
@@ -420,14 +341,16 @@ class SimulatorState:
         with self._lock:
             expires_at = self._refresh_tokens.get(refresh_token or "")
         if expires_at is None or expires_at <= time.time():
-            raise error_in_error(401, "AUTHENTICATION_FAILED", "Refresh token is invalid or expired")
+            raise qpay_error(401, QPayErrorCode.AUTHENTICATION_FAILED, "Refresh token is invalid or expired")
         return self.issue_token(policy)
 
     def require_access_token(self, access_token: str | None) -> None:
         with self._lock:
             expires_at = self._access_tokens.get(access_token or "")
         if expires_at is None or expires_at <= time.time():
-            raise error_in_error(401, "AUTHENTICATION_FAILED", "Access token is missing, invalid or expired")
+            raise qpay_error(
+                401, QPayErrorCode.AUTHENTICATION_FAILED, "Access token is missing, invalid or expired"
+            )
 
     def expire_tokens(self, body: dict[str, Any]) -> dict[str, Any]:
         include_refresh = body.get("refresh_tokens", False)
@@ -443,81 +366,69 @@ class SimulatorState:
     # Invoices
 
     def create_invoice(self, body: dict[str, Any]) -> dict[str, Any]:
-        if body.get("invoice_code") != self.invoice_code:
-            raise error_in_error(400, "INVOICE_CODE_INVALID", "Invoice code is invalid")
+        invoice_code = body.get("invoice_code")
+        if invoice_code not in (self.invoice_code, self.ebarimt_invoice_code):
+            raise qpay_error(400, QPayErrorCode.INVOICE_CODE_INVALID, "Invoice code is invalid")
+        is_ebarimt = invoice_code == self.ebarimt_invoice_code
         sender_invoice_no = _required_text(body, "sender_invoice_no", SENDER_INVOICE_NO_MAX)
-        receiver_code = _required_text(body, "invoice_receiver_code")
+        receiver_code = _required_text(body, "invoice_receiver_code", RECEIVER_CODE_MAX)
         description = _required_text(body, "invoice_description", DESCRIPTION_MAX)
         callback_url = _required_text(body, "callback_url", CALLBACK_URL_MAX)
         if not callback_url.startswith(("http://", "https://")):
-            raise _invalid("callback_url must be an http(s) URL")
-        if "amount" not in body:
-            raise _invalid("amount is required")
-        amount = _parse_amount(body["amount"])
-        if amount > MAX_INVOICE_AMOUNT:
-            raise error_in_error(400, "MAX_AMOUNT_ERR", f"Amount exceeds {MAX_INVOICE_AMOUNT}")
+            raise object_data_error("callback_url must be an http(s) URL")
         branch_code = _optional_text(body, "sender_branch_code")
+        if body.get("invoice_receiver_data") is not None and not isinstance(
+            body["invoice_receiver_data"], dict
+        ):
+            raise object_data_error("invoice_receiver_data must be an object")
+        terms = parse_terms(body, lines_required=is_ebarimt)
+        district_code = _optional_text(body, "district_code")
+        if is_ebarimt and not district_code:
+            raise object_data_error("district_code is required on an Ebarimt 3.0 invoice")
 
         invoice_id = str(uuid.uuid4())
-        qr_text = build_qr_text(invoice_id, amount)
+        qr_text = build_qr_text(invoice_id, shapes.number(terms.total))
         invoice = Invoice(
             invoice_id=invoice_id,
-            invoice_code=self.invoice_code,
+            invoice_code=invoice_code,
             sender_invoice_no=sender_invoice_no,
             invoice_receiver_code=receiver_code,
             invoice_description=description,
-            amount=amount,
+            terms=terms,
             callback_url=callback_url,
             qr_text=qr_text,
             short_url=f"https://s.qpay.mn/{secrets.token_urlsafe(8)}",
             created_at=datetime.now(UTC),
             sender_branch_code=branch_code,
-            full_form={name: body[name] for name in _INVOICE_FULL_FORM_FIELDS if name in body},
+            shown_back=shown_back(body),
+            tax_type=parse_tax_type(body),
+            district_code=district_code,
+            is_ebarimt=is_ebarimt,
         )
         with self._lock:
             if sender_invoice_no in self._sender_invoice_nos:
                 # The code is the simulator's choice: public sources show the refusal, not its code.
-                raise error_in_error(
+                raise qpay_error(
                     400, "SENDER_INVOICE_NO_DUPLICATED", "sender_invoice_no is already used by this merchant"
                 )
             self._sender_invoice_nos.add(sender_invoice_no)
             self._invoices[invoice_id] = invoice
-        logger.info("invoice %s created for %s MNT", invoice_id, amount)
+        logger.info("invoice %s created for %s MNT", invoice_id, terms.total)
         # PNG rendering is the slow part; it runs outside the lock.
-        return {
-            "invoice_id": invoice_id,
-            "qr_text": qr_text,
-            "qr_image": qr_png_base64(qr_text),
-            "qPay_shortUrl": invoice.short_url,
-            "urls": bank_app_links(qr_text),
-        }
+        return shapes.invoice_created(invoice, qr_png_base64(qr_text), bank_app_links(qr_text))
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
         with self._lock:
             invoice = self._invoice_or_404(invoice_id)
-            return {
-                "invoice_id": invoice.invoice_id,
-                "invoice_status": invoice.status,
-                "sender_invoice_no": invoice.sender_invoice_no,
-                "sender_branch_code": invoice.sender_branch_code,
-                "invoice_description": invoice.invoice_description,
-                "invoice_receiver_code": invoice.invoice_receiver_code,
-                "total_amount": _money(invoice.amount),
-                "gross_amount": _money(invoice.amount),
-                "tax_amount": "0.00",
-                "callback_url": invoice.callback_url,
-                "note": invoice.full_form.get("note"),
-                "lines": invoice.full_form.get("lines") or [],
-                "payments": [self._check_row(self._payments[pid]) for pid in invoice.payment_ids],
-            }
+            return shapes.invoice_details(invoice, self._payments_of(invoice))
 
     def cancel_invoice(self, invoice_id: str) -> dict[str, Any]:
         with self._lock:
             invoice = self._invoice_or_404(invoice_id)
             if invoice.status == "CANCELLED":
-                raise error_in_message(400, "INVOICE_ALREADY_CANCELED")
+                raise qpay_error(400, QPayErrorCode.INVOICE_ALREADY_CANCELED, "Invoice is already cancelled")
             if invoice.status == "CLOSED":
-                raise error_in_error_code(400, "INVOICE_PAID", "Invoice is paid and cannot be cancelled")
+                raise qpay_error(400, QPayErrorCode.INVOICE_PAID, "Invoice is paid and cannot be cancelled")
             invoice.status = "CANCELLED"
         logger.info("invoice %s cancelled", invoice_id)
         return {}
@@ -525,50 +436,49 @@ class SimulatorState:
     def _invoice_or_404(self, invoice_id: str) -> Invoice:
         invoice = self._invoices.get(invoice_id)
         if invoice is None:
-            raise error_in_error(404, "INVOICE_NOTFOUND", "Invoice not found")
+            raise qpay_error(404, QPayErrorCode.INVOICE_NOTFOUND, "Invoice not found")
         return invoice
 
-    def _paid_sum(self, invoice: Invoice) -> int:
-        return sum(
-            self._payments[pid].amount for pid in invoice.payment_ids if self._payments[pid].status == "PAID"
-        )
+    def _payments_of(self, invoice: Invoice) -> list[Payment]:
+        return [self._payments[pid] for pid in invoice.payment_ids]
+
+    def _paid_sum(self, invoice: Invoice) -> Decimal:
+        return sum((p.amount for p in self._payments_of(invoice) if p.status == "PAID"), Decimal(0))
 
     # Payments
 
     def check_payments(self, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("object_type") != "INVOICE":
-            raise error_in_error(400, "INVALID_OBJECT_TYPE", "object_type must be INVOICE")
+            raise qpay_error(400, QPayErrorCode.INVALID_OBJECT_TYPE, "object_type must be INVOICE")
         invoice_id = _required_text(body, "object_id")
         page_number, page_limit = _page(body)
         with self._lock:
-            invoice = self._invoices.get(invoice_id)
-            if invoice is None:
-                raise error_in_message(404, "INVOICE_NOTFOUND")
-            payments = [self._payments[pid] for pid in invoice.payment_ids]
+            invoice = self._invoice_or_404(invoice_id)
+            payments = self._payments_of(invoice)
             start = (page_number - 1) * page_limit
             return {
                 "count": len(payments),
-                "paid_amount": self._paid_sum(invoice),
-                "rows": [self._check_row(p) for p in payments[start : start + page_limit]],
+                # A number, 0 before anything is paid, as the qpay-sdk docs' "no payment yet" answer
+                # shows (qpay-client and tsetsee type it as nullable).
+                "paid_amount": shapes.number(self._paid_sum(invoice)),
+                "rows": [shapes.check_row(p) for p in payments[start : start + page_limit]],
             }
 
     def get_payment(self, payment_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._payment_view(self._payment_or_404(payment_id))
+            return shapes.payment_details(self._payment_or_404(payment_id))
 
     def list_payments(self, body: dict[str, Any]) -> dict[str, Any]:
         object_type = body.get("object_type")
-        if object_type not in ("INVOICE", "MERCHANT"):
-            raise error_in_error(400, "INVALID_OBJECT_TYPE", "object_type must be INVOICE or MERCHANT")
-        start_date = _parse_moment(body.get("start_date"), "start_date", end_of_day=False)
-        end_date = _parse_moment(body.get("end_date"), "end_date", end_of_day=True)
+        if object_type not in _LIST_OBJECT_TYPES:
+            raise qpay_error(
+                400, QPayErrorCode.INVALID_OBJECT_TYPE, "object_type must be INVOICE, MERCHANT or QR"
+            )
+        start_date = parse_moment(body.get("start_date"), "start_date", end_of_day=False)
+        end_date = parse_moment(body.get("end_date"), "end_date", end_of_day=True)
         page_number, page_limit = _page(body)
         with self._lock:
-            if object_type == "INVOICE":
-                invoice = self._invoice_or_404(_required_text(body, "object_id"))
-                payments = [self._payments[pid] for pid in invoice.payment_ids]
-            else:
-                payments = list(self._payments.values())
+            payments = self._listed_payments(object_type, body)
             payments = [
                 p
                 for p in payments
@@ -578,13 +488,34 @@ class SimulatorState:
             start = (page_number - 1) * page_limit
             return {
                 "count": len(payments),
-                "rows": [self._payment_view(p) for p in payments[start : start + page_limit]],
+                "rows": [
+                    shapes.list_row(p, self._invoices[p.invoice_id])
+                    for p in payments[start : start + page_limit]
+                ],
             }
+
+    def _listed_payments(self, object_type: str, body: dict[str, Any]) -> list[Payment]:
+        if object_type == "MERCHANT":
+            return list(self._payments.values())
+        object_id = _required_text(body, "object_id")
+        if object_type == "QR":
+            invoices = [i for i in self._invoices.values() if i.qr_text == object_id]
+        elif object_id in (self.invoice_code, self.ebarimt_invoice_code):
+            # With INVOICE, the object id is the invoice code: the captured spec's example and
+            # qpay-client's live test send "TEST_INVOICE". One doc page sends an invoice id; the
+            # simulator takes that too.
+            invoices = [i for i in self._invoices.values() if i.invoice_code == object_id]
+        else:
+            invoices = [self._invoice_or_404(object_id)]
+        return sorted(
+            (p for invoice in invoices for p in self._payments_of(invoice)), key=lambda p: p.paid_at
+        )
 
     def cancel_card_payment(self, payment_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._reverse_card_payment(payment_id, body, "CANCELLED")
 
     def refund_card_payment(self, payment_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        # REFUNDED as tsetsee, techpartners-asia and the qpay-sdk docs write it (qpay-client: REFUND).
         return self._reverse_card_payment(payment_id, body, "REFUNDED")
 
     def _reverse_card_payment(self, payment_id: str, body: dict[str, Any], new_status: str) -> dict[str, Any]:
@@ -594,129 +525,219 @@ class SimulatorState:
             payment = self._payment_or_404(payment_id)
             if payment.payment_type != "CARD":
                 # The code is the simulator's choice: QPay documents these endpoints as card-only.
-                raise error_in_error(
-                    400, "PAYMENT_NOT_CARD", "Only card payments can be cancelled or refunded"
+                raise qpay_error(
+                    400, QPayErrorCode.PAYMENT_NOT_CARD, "Only card payments can be cancelled or refunded"
+                )
+            if payment.status in ("CANCELLED", "REFUNDED"):
+                raise qpay_error(
+                    400, QPayErrorCode.PAYMENT_ALREADY_CANCELED, f"Payment is already {payment.status}"
                 )
             if payment.status != "PAID":
-                raise error_in_error(400, "PAYMENT_NOT_PAID", f"Payment is {payment.status}")
+                raise qpay_error(400, QPayErrorCode.PAYMENT_NOT_PAID, f"Payment is {payment.status}")
             payment.status = new_status
+            payment.status_changed_at = datetime.now(UTC)
         logger.info("payment %s %s", payment_id, new_status.lower())
         return {}
 
     def _payment_or_404(self, payment_id: str) -> Payment:
         payment = self._payments.get(payment_id)
         if payment is None:
-            raise error_in_error(404, "PAYMENT_NOTFOUND", "Payment not found")
+            raise qpay_error(404, QPayErrorCode.PAYMENT_NOTFOUND, "Payment not found")
         return payment
-
-    def _check_row(self, payment: Payment) -> dict[str, Any]:
-        date = _iso(payment.paid_at)
-        settled = {"amount": _money(payment.amount), "currency": "MNT", "settlement_status": "SETTLED"}
-        p2p = [
-            {
-                "id": payment.payment_id,
-                "transaction_bank_code": "050000",
-                "account_bank_code": "050000",
-                "account_bank_name": payment.wallet,
-                "account_number": "5000000000",
-                "status": "SUCCESS",
-                **settled,
-            }
-        ]
-        card = [{"card_type": "VISA", "is_cross_border": False, "date": date, "status": "SUCCESS", **settled}]
-        return {
-            "payment_id": payment.payment_id,
-            "payment_status": payment.status,
-            "payment_amount": _money(payment.amount),
-            "trx_fee": "0.00",
-            "payment_currency": "MNT",
-            "payment_wallet": payment.wallet,
-            "payment_type": payment.payment_type,
-            "payment_date": date,
-            "card_transactions": card if payment.payment_type == "CARD" else [],
-            "p2p_transactions": p2p if payment.payment_type == "P2P" else [],
-        }
-
-    def _payment_view(self, payment: Payment) -> dict[str, Any]:
-        return {
-            "payment_id": payment.payment_id,
-            "payment_status": payment.status,
-            "payment_amount": _money(payment.amount),
-            "payment_fee": "0.00",  # named trx_fee in payment/check rows: a real QPay inconsistency
-            "payment_currency": "MNT",
-            "payment_date": _iso(payment.paid_at),
-            "payment_wallet": payment.wallet,
-            "object_type": "INVOICE",
-            "object_id": payment.invoice_id,
-            "transaction_type": payment.payment_type,
-        }
 
     # Ebarimt 3.0
 
     def create_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
-        payment_id = _required_text(body, "payment_id")
+        return self._register_receipt(body, shapes.receipt_v3)
+
+    def create_legacy_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /v2/ebarimt/create`, which the captured spec still lists and qpay-client calls."""
+        _optional_text(body, "callback_url")
+        return self._register_receipt(body, shapes.receipt_legacy)
+
+    def get_legacy_ebarimt(self, receipt_or_payment_id: str) -> dict[str, Any]:
+        with self._lock:
+            receipt = self._receipts.get(receipt_or_payment_id) or next(
+                (r for r in self._receipts.values() if r.id == receipt_or_payment_id), None
+            )
+            if receipt is None:
+                # The code is the simulator's choice: the spec lists this endpoint without its errors.
+                raise qpay_error(404, QPayErrorCode.EBARIMT_NOTFOUND, "No ebarimt with this id")
+            return shapes.receipt_legacy(receipt, self.client_id)
+
+    def _register_receipt(
+        self, body: dict[str, Any], render: Callable[[Receipt, str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Registers (once per payment) and renders the receipt under the lock: a cancel may change it."""
+        payment_id = body.get("payment_id")
+        if isinstance(payment_id, int) and not isinstance(payment_id, bool):
+            payment_id = str(payment_id)  # some SDKs send the numeric id as a number
+        if not isinstance(payment_id, str) or not payment_id.strip():
+            raise object_data_error("payment_id is required")
         receiver_type = body.get("ebarimt_receiver_type")
         if receiver_type not in _RECEIVER_TYPES:
-            # The code is the simulator's choice; "83"/"84"/"INDIVIDUAL" from some docs are refused here.
-            raise error_in_error(
-                400, "INVALID_RECEIVER_TYPE", "ebarimt_receiver_type must be CITIZEN or COMPANY"
-            )
-        receiver = _optional_text(body, "ebarimt_receiver")
+            # "83"/"84"/"INDIVIDUAL" from some docs are refused here, as QPAY_API.md records.
+            raise object_data_error("ebarimt_receiver_type must be CITIZEN or COMPANY")
+        receiver = _optional_text(body, "ebarimt_receiver") or None
         if receiver_type == "COMPANY" and not receiver:
-            raise _invalid("ebarimt_receiver (company register number) is required for COMPANY")
+            raise object_data_error("ebarimt_receiver (company register number) is required for COMPANY")
         district_code = _optional_text(body, "district_code")
-        _optional_text(body, "classification_code")
+        classification_code = _optional_text(body, "classification_code")
         with self._lock:
             if not self._ebarimt_registered:
-                raise error_in_error(400, "EBARIMT_NOT_REGISTERED", "Merchant is not registered for ebarimt")
+                raise qpay_error(
+                    400, QPayErrorCode.EBARIMT_NOT_REGISTERED, "Merchant is not registered for ebarimt"
+                )
             payment = self._payment_or_404(payment_id)
             existing = self._receipts.get(payment_id)
-            if existing is not None and existing["barimt_status"] == "REGISTERED":
-                return dict(existing)
+            if existing is not None and existing.status == "REGISTERED":
+                return render(existing, self.client_id)
             if payment.status != "PAID":
-                raise error_in_error(400, "PAYMENT_NOT_PAID", f"Payment is {payment.status}")
-            now = _iso(datetime.now(UTC))
-            receipt = {
-                "id": str(uuid.uuid4()),
-                "g_payment_id": payment_id,
-                "ebarimt_by": "QPAY",
-                "ebarimt_receiver_type": receiver_type,
-                "ebarimt_receiver": receiver or "",
-                "ebarimt_district_code": district_code or "",
-                "amount": _money(payment.amount),
-                # Prices include 10% VAT; the simulator charges no city tax.
-                "vat_amount": f"{Decimal(payment.amount) / 11:.2f}",
-                "city_tax_amount": "0.00",
-                "ebarimt_qr_data": _digits(96),
-                "ebarimt_lottery": "".join(secrets.choice(string.ascii_uppercase) for _ in range(2))
-                + " "
-                + _digits(8),
-                "ebarimt_receipt_id": str(10**32 + secrets.randbelow(9 * 10**32)),
-                "barimt_status": "REGISTERED",
-                "barimt_status_date": now,
-                "created_date": now,
-                "status": True,
-            }
+                raise qpay_error(400, QPayErrorCode.PAYMENT_NOT_PAID, f"Payment is {payment.status}")
+            invoice = self._invoices[payment.invoice_id]
+            receipt = self._new_receipt(
+                payment,
+                invoice,
+                receiver_type,
+                receiver,
+                district_code or invoice.district_code or "",
+                classification_code,
+            )
             self._receipts[payment_id] = receipt
+            answer = render(receipt, self.client_id)
         logger.info("ebarimt registered for payment %s", payment_id)
-        return dict(receipt)
+        return answer
+
+    def _new_receipt(
+        self,
+        payment: Payment,
+        invoice: Invoice,
+        receiver_type: str,
+        receiver: str | None,
+        district_code: str,
+        classification_code: str | None,
+    ) -> Receipt:
+        now = datetime.now(UTC)
+        receipt_uuid = str(uuid.uuid4())
+        # Prices include 10% VAT when the invoice's tax type is 1; a tax type 2 recording shows 0.00.
+        vat = cents(payment.amount / 11) if invoice.tax_type == "1" else Decimal(0)
+        receipt = Receipt(
+            id=receipt_uuid,
+            payment_id=payment.payment_id,
+            invoice_id=invoice.invoice_id,
+            paid_by=payment.payment_type,
+            receiver_type=receiver_type,
+            receiver=receiver,
+            district_code=district_code,
+            classification_code=classification_code,
+            tax_type=invoice.tax_type,
+            amount=payment.amount,
+            vat_amount=vat,
+            city_tax_amount=Decimal(0),
+            qr_data=_digits(96),
+            lottery="".join(secrets.choice(string.ascii_uppercase) for _ in range(2)) + " " + _digits(8),
+            receipt_id="0" + shapes.MERCHANT_TIN + _digits(21),
+            created_at=now,
+        )
+        receipt.items = self._receipt_items(receipt, invoice)
+        receipt.histories = [self._receipt_history(receipt)]
+        return receipt
+
+    def _receipt_items(self, receipt: Receipt, invoice: Invoice) -> list[dict[str, Any]]:
+        """Receipt lines: the invoice's lines, or one line for the whole amount ([qsdk] `EbarimtItem`)."""
+        lines = invoice.terms.lines or [
+            {
+                "line_description": invoice.invoice_description,
+                "line_quantity": "1.00",
+                "line_unit_price": shapes.money(receipt.amount),
+            }
+        ]
+        created = shapes.iso(receipt.created_at)
+        items = []
+        for line in lines:
+            amount = Decimal(line["line_quantity"]) * Decimal(line["line_unit_price"])
+            items.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "barimt_id": receipt.id,
+                    "merchant_product_code": line.get("sender_product_code"),
+                    "tax_product_code": line.get("tax_product_code") or receipt.classification_code,
+                    "bar_code": line.get("barcode"),
+                    "name": line["line_description"],
+                    "unit_price": line["line_unit_price"],
+                    "quantity": line["line_quantity"],
+                    "amount": shapes.money(amount),
+                    "city_tax_amount": "0.00",
+                    "vat_amount": shapes.money(amount / 11) if receipt.tax_type == "1" else "0.00",
+                    "note": line.get("note"),
+                    "created_by": "1",
+                    "created_date": created,
+                    "updated_by": "1",
+                    "updated_date": created,
+                    "status": True,
+                }
+            )
+        return items
+
+    def _receipt_history(self, receipt: Receipt) -> dict[str, Any]:
+        """One status change, with the fields [qsdk] `EbarimtHistory` and [tpa] `QPayEbarimtEvent` type."""
+        moment = shapes.iso(receipt.status_at or receipt.created_at)
+        return {
+            "id": str(uuid.uuid4()),
+            "barimt_id": receipt.id,
+            "ebarimt_receiver_type": receipt.receiver_type,
+            "ebarimt_receiver": receipt.receiver,
+            "ebarimt_register_no": receipt.receiver if receipt.receiver_type == "COMPANY" else None,
+            "ebarimt_bill_id": receipt.receipt_id,
+            "ebarimt_date": moment,
+            "ebarimt_mac_address": None,
+            "ebarimt_internal_code": None,
+            "ebarimt_bill_type": "1" if receipt.receiver_type == "CITIZEN" else "3",
+            "ebarimt_qr_data": receipt.qr_data,
+            "ebarimt_lottery": receipt.lottery,
+            "ebarimt_lottery_msg": None,
+            "ebarimt_error_code": None,
+            "ebarimt_error_msg": None,
+            "ebarimt_response_code": None,
+            "ebarimt_response_msg": None,
+            "note": None,
+            "barimt_status": receipt.status,
+            "barimt_status_date": moment,
+            "ebarimt_sent_email": None,
+            "ebarimt_receiver_phone": None,
+            "tax_type": receipt.tax_type,
+            "created_by": "1",
+            "created_date": moment,
+            "updated_by": "1",
+            "updated_date": moment,
+            "status": True,
+        }
 
     def cancel_ebarimt(self, payment_id: str) -> dict[str, Any]:
         with self._lock:
             self._payment_or_404(payment_id)
             receipt = self._receipts.get(payment_id)
             if receipt is None:
-                raise error_in_error(404, "EBARIMT_NOTFOUND", "No ebarimt for this payment")
-            if receipt["barimt_status"] != "CANCELED":
-                receipt["barimt_status"] = "CANCELED"
-                receipt["barimt_status_date"] = _iso(datetime.now(UTC))
-            return dict(receipt)
+                # As the qpay-sdk docs list it for a payment without a receipt.
+                raise qpay_error(400, QPayErrorCode.EBARIMT_NOT_REGISTERED, "No ebarimt for this payment")
+            if receipt.status != "CANCELED":
+                receipt.status = "CANCELED"  # one L, as the recorded cancel answer spells it
+                receipt.status_at = datetime.now(UTC)
+                receipt.histories.append(self._receipt_history(receipt))
+            return shapes.receipt_v3(receipt, self.client_id)
 
     # Control API
 
     def simulate_payment(self, body: dict[str, Any]) -> SimulatedPayment:
-        invoice_id = _required_text(body, "invoice_id")
-        amount = _parse_amount(body["amount"]) if body.get("amount") is not None else None
+        invoice_id = body.get("invoice_id")
+        if not isinstance(invoice_id, str) or not invoice_id.strip():
+            raise _invalid("invoice_id is required")
+        amount = None
+        if body.get("amount") is not None:
+            try:
+                amount = whole_amount(body["amount"])
+            except QPayError:
+                raise _invalid("amount must be a positive whole number") from None
         payment_type = body.get("payment_type", "P2P")
         if payment_type not in _PAYMENT_TYPES:
             raise _invalid("payment_type must be P2P or CARD")
@@ -728,28 +749,55 @@ class SimulatorState:
             raise _invalid("callback_method must be GET or POST")
         with self._lock:
             invoice = self._invoice_or_404(invoice_id)
+            paid = self._paid_sum(invoice)
+            amount = invoice.amount if amount is None else amount
+            self._check_payment_allowed(invoice, paid, amount)
             payment = Payment(
-                payment_id=self._new_payment_id(),
+                payment_id=self._new_payment_id(payment_type),
                 invoice_id=invoice_id,
-                amount=invoice.amount if amount is None else amount,
+                amount=amount,
                 payment_type=payment_type,
                 paid_at=datetime.now(UTC),
             )
             self._payments[payment.payment_id] = payment
             invoice.payment_ids.append(payment.payment_id)
             # A CANCELLED invoice stays CANCELLED: the money still arrived and must be honoured.
-            if invoice.status == "OPEN" and self._paid_sum(invoice) >= invoice.amount:
+            if invoice.status == "OPEN" and paid + amount >= invoice.amount:
                 invoice.status = "CLOSED"
             callback_url = invoice.callback_url if wants_callback else None
-        logger.info(
-            "payment %s of %s MNT recorded on invoice %s", payment.payment_id, payment.amount, invoice_id
-        )
+        logger.info("payment %s of %s MNT recorded on invoice %s", payment.payment_id, amount, invoice_id)
         return SimulatedPayment(payment.payment_id, invoice_id, callback_url, callback_method)
 
-    def _new_payment_id(self) -> str:
-        # Real payment ids are long numeric strings, unlike invoice ids.
+    @staticmethod
+    def _check_payment_allowed(invoice: Invoice, paid: Decimal, amount: Decimal) -> None:
+        """The limits a bank app enforces for the invoice's terms; QPay's codes where it has them."""
+        terms = invoice.terms
+        if terms.expires_at is not None and datetime.now(UTC) > terms.expires_at:
+            # The code is the simulator's: this is the customer's bank app refusing, not a QPay answer.
+            raise qpay_error(400, QPayErrorCode.INVOICE_EXPIRED, "The invoice expired at its expiry_date")
+        remaining = max(invoice.amount - paid, Decimal(0))
+        if terms.allow_partial:
+            if terms.minimum_amount is not None and amount < min(terms.minimum_amount, remaining):
+                raise qpay_error(400, QPayErrorCode.MIN_AMOUNT_ERR, f"Pay at least {terms.minimum_amount}")
+        elif terms.partial_stated and amount < remaining:
+            raise qpay_error(400, QPayErrorCode.MIN_AMOUNT_ERR, "This invoice does not allow partial payment")
+        if terms.allow_exceed:
+            if terms.maximum_amount is not None and paid + amount > terms.maximum_amount:
+                raise qpay_error(
+                    400, QPayErrorCode.MAX_AMOUNT_ERR, f"Pay at most {terms.maximum_amount} in total"
+                )
+        elif terms.exceed_stated and amount > remaining:
+            raise qpay_error(
+                400, QPayErrorCode.MAX_AMOUNT_ERR, "This invoice does not allow paying more than it asks"
+            )
+
+    def _new_payment_id(self, payment_type: str) -> str:
+        # P2P payment ids are long numeric strings; the recorded card payment's is a UUID.
         while True:
-            payment_id = str(10**14 + secrets.randbelow(9 * 10**14))
+            if payment_type == "CARD":
+                payment_id = str(uuid.uuid4())
+            else:
+                payment_id = str(10**14 + secrets.randbelow(9 * 10**14))
             if payment_id not in self._payments:
                 return payment_id
 
@@ -777,6 +825,7 @@ class SimulatorState:
     def invoice_view(self, invoice_id: str) -> dict[str, Any]:
         with self._lock:
             invoice = self._invoice_or_404(invoice_id)
+            terms = invoice.terms
             return {
                 "invoice_id": invoice.invoice_id,
                 "invoice_code": invoice.invoice_code,
@@ -785,32 +834,34 @@ class SimulatorState:
                 "sender_branch_code": invoice.sender_branch_code,
                 "invoice_receiver_code": invoice.invoice_receiver_code,
                 "invoice_description": invoice.invoice_description,
-                "amount": invoice.amount,
-                "paid_amount": self._paid_sum(invoice),
+                "amount": shapes.number(invoice.amount),
+                "paid_amount": shapes.number(self._paid_sum(invoice)),
                 "callback_url": invoice.callback_url,
                 "qr_text": invoice.qr_text,
                 "qPay_shortUrl": invoice.short_url,
-                "created_at": _iso(invoice.created_at),
-                **invoice.full_form,
-                "payments": [
-                    {
-                        "payment_id": p.payment_id,
-                        "status": p.status,
-                        "amount": p.amount,
-                        "payment_type": p.payment_type,
-                        "paid_at": _iso(p.paid_at),
-                        "ebarimt": self._receipts.get(p.payment_id, {}).get("barimt_status"),
-                        # What the merchant asked for (never the receiver: personal data).
-                        "ebarimt_receiver_type": self._receipts.get(p.payment_id, {}).get(
-                            "ebarimt_receiver_type"
-                        ),
-                        "ebarimt_district_code": self._receipts.get(p.payment_id, {}).get(
-                            "ebarimt_district_code"
-                        ),
-                    }
-                    for p in (self._payments[pid] for pid in invoice.payment_ids)
-                ],
+                "created_at": shapes.iso(invoice.created_at),
+                "tax_type": invoice.tax_type,
+                "district_code": invoice.district_code,
+                "allow_partial": terms.allow_partial,
+                "allow_exceed": terms.allow_exceed,
+                "expires_at": shapes.iso(terms.expires_at) if terms.expires_at else None,
+                "lines": terms.lines,
+                "payments": [self._payment_view(p) for p in self._payments_of(invoice)],
             }
+
+    def _payment_view(self, payment: Payment) -> dict[str, Any]:
+        receipt = self._receipts.get(payment.payment_id)
+        return {
+            "payment_id": payment.payment_id,
+            "status": payment.status,
+            "amount": shapes.number(payment.amount),
+            "payment_type": payment.payment_type,
+            "paid_at": shapes.iso(payment.paid_at),
+            "ebarimt": receipt.status if receipt else None,
+            # What the merchant asked for (never the receiver: personal data).
+            "ebarimt_receiver_type": receipt.receiver_type if receipt else None,
+            "ebarimt_district_code": receipt.district_code if receipt else None,
+        }
 
     def configure(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {"ebarimt_registered"}

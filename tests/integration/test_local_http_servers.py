@@ -5,6 +5,7 @@ import http.client
 import json
 import socket
 import textwrap
+import threading
 import time
 
 import boto3
@@ -48,6 +49,14 @@ Resources:
       CodeUri: servers/slow/
       Handler: app.lambda_handler
       Timeout: 1
+  SingleFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: servers/single/
+      Handler: app.lambda_handler
+      ReservedConcurrentExecutions: 1
+      Events:
+        Single: {Type: HttpApi, Properties: {Path: /single, Method: GET, Auth: {Authorizer: NONE}}}
 """
 
 HANDLERS = {
@@ -72,6 +81,19 @@ HANDLERS = {
         def lambda_handler(event, context):
             time.sleep(3)
         """,
+    "single": """\
+        import time
+        from pathlib import Path
+
+        RUNS = Path(__file__).with_name("runs")
+
+
+        def lambda_handler(event, context):
+            time.sleep(float(event.get("sleep", 0)))
+            with RUNS.open("a") as runs:
+                runs.write(context.aws_request_id + "\\n")
+            return {"statusCode": 200, "body": "done"}
+        """,
 }
 
 
@@ -85,7 +107,6 @@ def servers(tmp_path_factory):
     (root / "template.yaml").write_text(TEMPLATE)
     template = load_template(root / "template.yaml")
     runtime = FunctionRuntime(template)
-    runtime.load_all()
     front_door = FrontDoor(template, runtime, port=free_port(), jwt_settings=SETTINGS)
     invoke_api = LambdaInvokeApi(runtime, port=free_port())
     front_door.start()
@@ -93,6 +114,7 @@ def servers(tmp_path_factory):
     yield front_door, invoke_api, root
     front_door.stop()
     invoke_api.stop()
+    runtime.stop()
 
 
 @pytest.fixture
@@ -267,3 +289,63 @@ def test_a_body_of_exactly_10_mb_is_accepted(servers):
 
     assert response.status_code == 200
     assert len(response.json()["received"]["body"]) == 10 * 1024 * 1024
+
+
+def busy_single_function(lambda_client) -> threading.Thread:
+    """Occupy SingleFunction's only environment (ReservedConcurrentExecutions: 1) for ~1.5 s."""
+    busy = threading.Thread(
+        target=lambda_client.invoke, kwargs={"FunctionName": "SingleFunction", "Payload": b'{"sleep": 1.5}'}
+    )
+    busy.start()
+    time.sleep(0.7)
+    return busy
+
+
+def test_beyond_reserved_concurrency_boto3_gets_too_many_requests(lambda_client, servers):
+    _, invoke_api, _ = servers
+    no_retries = boto3.client(
+        "lambda",
+        endpoint_url=invoke_api.url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=10),
+    )
+    busy = busy_single_function(lambda_client)
+
+    with pytest.raises(no_retries.exceptions.TooManyRequestsException) as throttled:
+        no_retries.invoke(FunctionName="SingleFunction", Payload=b"{}")
+
+    busy.join()
+    assert throttled.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    # Once the environment is free again, the function answers
+    assert lambda_client.invoke(FunctionName="SingleFunction", Payload=b"{}")["StatusCode"] == 200
+
+
+def test_beyond_reserved_concurrency_the_front_door_answers_429(lambda_client, servers):
+    front_door, _, _ = servers
+    busy = busy_single_function(lambda_client)
+
+    response = requests.get(f"{front_door.url}/single", timeout=10)
+
+    busy.join()
+    assert response.status_code == 429
+    assert response.json() == {"message": "Too Many Requests"}
+    assert requests.get(f"{front_door.url}/single", timeout=10).status_code == 200
+
+
+def test_an_event_beyond_reserved_concurrency_waits_and_then_runs(lambda_client, servers):
+    _, _, root = servers
+    runs = root / "servers" / "single" / "runs"
+    runs.unlink(missing_ok=True)
+    busy = busy_single_function(lambda_client)
+
+    response = lambda_client.invoke(FunctionName="SingleFunction", InvocationType="Event", Payload=b"{}")
+
+    assert response["StatusCode"] == 202
+    busy.join()
+    deadline = time.monotonic() + 5
+    while len(runs.read_text().splitlines() if runs.exists() else []) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(runs.read_text().splitlines()) == 2

@@ -176,6 +176,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def worker_pids(parent_pid: int) -> list[int]:
+    """The stack's execution environments: its children running local/lambda_worker.py."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == parent_pid and b"lambda_worker.py" in command:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
@@ -352,11 +366,14 @@ def test_sigterm_stops_everything_and_exits_0(stack):
     # Runs last in this module: it ends the stack.
     process, ports = stack["process"], stack["ports"]
     simulator_pid = int((stack["root"] / "sim.pid").read_text())
+    workers = worker_pids(process.pid)
+    assert workers, "the stack runs its functions in worker processes"
 
     process.send_signal(signal.SIGTERM)
     exit_code = process.wait(timeout=20)
 
     assert exit_code == 0
     assert not pid_alive(simulator_pid)
+    assert not [pid for pid in workers if pid_alive(pid)]
     for port in (ports.api, ports.invoke, ports.dynamodb, ports.moto, ports.simulator):
         assert port_is_free(port), f"port {port} still in use"

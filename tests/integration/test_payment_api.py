@@ -2,17 +2,21 @@
 
 import pytest
 
-from tests.support import cancel_event, create_event, get_event, invoke, list_event, webhook_event
+from tests.support import (
+    cancel_event,
+    create_event,
+    create_payment,
+    get_event,
+    invoke,
+    list_event,
+    webhook_event,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def create(amount=15000, user_id="alice", headers=None, **extra):
-    status, body = invoke(
-        "create_payment", create_event({"amount": amount, **extra}, user_id=user_id, headers=headers)
-    )
-    assert status in (200, 201), body
-    return body
+    return create_payment(amount, user_id=user_id, headers=headers, expected=(200, 201), **extra)
 
 
 def read(session_id, user_id="alice"):

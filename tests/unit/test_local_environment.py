@@ -1,4 +1,4 @@
-"""The handlers' environment under `make run`: template < local wiring < the user's shell, and AWS
+"""A function's environment under `make run`: template < local wiring < the user's shell, and AWS
 settings always forced local, so a real account is unreachable whatever the shell holds."""
 
 from pathlib import Path
@@ -7,12 +7,13 @@ import boto3
 import pytest
 
 from local.endpoints import LocalPorts
-from local.environment import apply_environment, build_handler_environment
+from local.environment import build_function_environment
 from local.template import load_template
 
 pytestmark = pytest.mark.unit
 
 TEMPLATE = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+CREATE = TEMPLATE.functions["CreatePaymentFunction"]
 PORTS = LocalPorts(api=3000, invoke=3001, dynamodb=8000, moto=5000, simulator=3100)
 
 REAL_LOOKING_SHELL = {
@@ -33,7 +34,7 @@ REAL_LOOKING_SHELL = {
 
 
 def test_template_values_then_local_wiring_then_shell():
-    environment = build_handler_environment(TEMPLATE, PORTS, REAL_LOOKING_SHELL)
+    environment = build_function_environment(CREATE, PORTS, REAL_LOOKING_SHELL)
 
     # From the template
     assert environment["SESSIONS_TABLE"] == "SessionsTable"
@@ -52,14 +53,14 @@ def test_template_values_then_local_wiring_then_shell():
 
 
 def test_without_shell_overrides_the_simulator_is_the_qpay_base_url():
-    environment = build_handler_environment(TEMPLATE, PORTS, {})
+    environment = build_function_environment(CREATE, PORTS, {})
 
     assert environment["QPAY_BASE_URL"] == "http://127.0.0.1:3100/v2"
     assert environment["SESSION_EXPIRY_MINUTES"] == "30"
 
 
 def test_aws_credentials_region_and_endpoints_are_always_local():
-    environment = build_handler_environment(TEMPLATE, PORTS, REAL_LOOKING_SHELL)
+    environment = build_function_environment(CREATE, PORTS, REAL_LOOKING_SHELL)
 
     assert environment["AWS_ACCESS_KEY_ID"] == "local"
     assert environment["AWS_SECRET_ACCESS_KEY"] == "local"
@@ -79,9 +80,8 @@ def test_aws_credentials_region_and_endpoints_are_always_local():
 
 
 def test_sdk_clients_built_by_handlers_can_only_reach_local_endpoints(monkeypatch):
-    # Given the environment applied to this process, as the stack does before importing handlers
-    monkeypatch.setattr("os.environ", dict(REAL_LOOKING_SHELL))
-    apply_environment(build_handler_environment(TEMPLATE, PORTS, REAL_LOOKING_SHELL))
+    # Given the environment an execution environment of the stack starts with
+    monkeypatch.setattr("os.environ", build_function_environment(CREATE, PORTS, REAL_LOOKING_SHELL))
 
     # When handler code creates clients the ordinary way
     session = boto3.session.Session()
@@ -96,3 +96,27 @@ def test_sdk_clients_built_by_handlers_can_only_reach_local_endpoints(monkeypatc
     assert dynamodb.meta.region_name == "us-east-1"
     assert session.get_credentials().access_key == "local"
     assert session.get_credentials().token is None
+
+
+def test_each_function_gets_only_its_own_template_variables(tmp_path):
+    # Given two functions that set the same variable differently
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        """\
+Resources:
+  A:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: a/, Handler: app.handler, Environment: {Variables: {MODE: fast}}}
+  B:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: b/, Handler: app.handler, Environment: {Variables: {MODE: slow}}}
+"""
+    )
+    template = load_template(path)
+
+    # When their environments are built, as their worker processes get them
+    first = build_function_environment(template.functions["A"], PORTS, {})
+    second = build_function_environment(template.functions["B"], PORTS, {})
+
+    # Then each sees its own value, as in Lambda
+    assert (first["MODE"], second["MODE"]) == ("fast", "slow")

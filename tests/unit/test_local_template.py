@@ -1,7 +1,6 @@
 """template.yaml as the local stack reads it: resolution of intrinsics, Globals, routes, schedules,
 tables; and create_tables building the same tables in moto."""
 
-import logging
 import textwrap
 from pathlib import Path
 
@@ -9,7 +8,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.environment import template_environment
 from local.template import TemplateError, create_tables, load_template
 
 pytestmark = pytest.mark.unit
@@ -74,7 +72,7 @@ def test_real_template_tables_and_bus():
 def test_parameter_overrides_reach_the_environment():
     template = load_template(REPO_TEMPLATE, {"SessionExpiryMinutes": 5, "LogLevel": "DEBUG"})
 
-    environment = template_environment(template)
+    environment = template.functions["ExpireFunction"].environment
 
     assert environment["SESSION_EXPIRY_MINUTES"] == "5"
     assert environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
@@ -294,34 +292,6 @@ def test_two_functions_claiming_one_route_is_an_error(tmp_path):
 
     with pytest.raises(TemplateError, match="GET /x"):
         load_template(path)
-
-
-def test_functions_that_disagree_on_a_variable_are_reported(tmp_path, caplog):
-    path = write_template(
-        tmp_path,
-        """\
-        Resources:
-          A:
-            Type: AWS::Serverless::Function
-            Properties:
-              CodeUri: a/
-              Handler: app.handler
-              Environment: {Variables: {MODE: fast}}
-          B:
-            Type: AWS::Serverless::Function
-            Properties:
-              CodeUri: b/
-              Handler: app.handler
-              Environment: {Variables: {MODE: slow}}
-        """,
-    )
-
-    with caplog.at_level(logging.WARNING):
-        environment = template_environment(load_template(path))
-
-    assert environment["MODE"] == "fast"
-    assert "MODE" in caplog.text
-    assert "B" in caplog.text
 
 
 def test_create_tables_builds_the_template_tables_in_moto():

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from qpay_common.qpay_models import (
+    EbarimtReceipt,
     Invoice,
     PaymentCheck,
     TokenGrant,
@@ -112,3 +113,63 @@ def test_error_code_is_found_wherever_qpay_puts_it(body):
 def test_a_human_message_is_not_mistaken_for_a_code():
     assert error_code_of({"message": "Something went wrong"}) is None
     assert error_code_of("not json") is None
+
+
+# The simulator's answers before and after issue 13 (full QPay shapes): both must keep parsing.
+OLD_CHECK_ROW = {
+    "payment_id": "100000000000001",
+    "payment_status": "PAID",
+    "payment_amount": "15000.00",
+    "trx_fee": "0.00",
+    "payment_currency": "MNT",
+    "payment_wallet": "Khan bank",
+    "payment_type": "P2P",
+    "payment_date": "2026-11-22T10:00:00.000Z",
+    "card_transactions": [],
+    "p2p_transactions": [{"id": "100000000000001", "amount": "15000.00", "currency": "MNT"}],
+}
+FULL_CHECK_ROW = {
+    "payment_id": "8e25b4d5-fe5a-4d0f-b050-def68a82aaad",
+    "payment_status": "PAID",
+    "payment_amount": "15000.00",
+    "trx_fee": "150.00",
+    "payment_currency": "MNT",
+    "payment_wallet": "qPay wallet",
+    "payment_type": "CARD",
+    "next_payment_date": None,
+    "next_payment_datetime": None,
+    "card_transactions": [{"card_type": "VISA", "amount": "15000.00", "settlement_status": "PENDING"}],
+    "p2p_transactions": [],
+}
+
+
+@pytest.mark.parametrize("row", [OLD_CHECK_ROW, FULL_CHECK_ROW], ids=["before", "full shape"])
+def test_payment_check_rows_parse_before_and_after_the_full_shapes(row):
+    check = PaymentCheck.model_validate({"count": 1, "paid_amount": 15000, "rows": [row]})
+
+    assert check.total_paid == 15000
+    assert check.paid_rows[0].payment_id == row["payment_id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "r1", "ebarimt_receipt_id": "0" * 33, "barimt_status": "REGISTERED", "created_date": "2026"},
+        {
+            "id": "r1",
+            "ebarimt_receipt_id": "0" * 33,
+            "barimt_status": "REGISTERED",
+            "ebarimt_qr_data": "123",
+            "ebarimt_lottery": "HV 83198235",
+            "barimt_items": [{"name": "Tea", "amount": "15000.00"}],
+            "barimt_histories": [{"barimt_status": "REGISTERED"}],
+            "ebarimt_status": "REGISTERED",
+            "g_payment_id": "100000000000001",
+        },
+    ],
+    ids=["before", "full shape"],
+)
+def test_ebarimt_receipts_parse_before_and_after_the_full_shapes(body):
+    receipt = EbarimtReceipt.model_validate(body)
+
+    assert (receipt.id, receipt.ebarimt_receipt_id, receipt.barimt_status) == ("r1", "0" * 33, "REGISTERED")

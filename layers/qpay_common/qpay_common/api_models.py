@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from qpay_common.domain import PaymentSession
+from qpay_common.errors import InvalidCursor
 from qpay_common.settings import MAX_PAYMENT_AMOUNT
 
 METADATA_MAX_BYTES = 4096
@@ -30,7 +31,7 @@ METADATA_MAX_NUMBER = 2**53 - 1
 # contract tests) tell them apart by `details[].type`.
 ITEMS_TOTAL_MISMATCH = "items_total_mismatch"
 METADATA_TOO_LARGE = "metadata_too_large"
-CURSOR_NOT_ISSUED = "cursor_not_issued"
+CURSOR_NOT_ISSUED = InvalidCursor.detail_type
 CROSS_FIELD_RULES = frozenset({ITEMS_TOTAL_MISMATCH, METADATA_TOO_LARGE, CURSOR_NOT_ISSUED})
 
 

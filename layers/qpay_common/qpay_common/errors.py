@@ -23,6 +23,15 @@ class InvalidRequest(PaymentError):
     code = "VALIDATION_ERROR"
 
 
+class InvalidCursor(InvalidRequest):
+    # A rule JSON Schema cannot state (which cursors this API issued): named in details[].type.
+    detail_type = "cursor_not_issued"
+
+    def __init__(self) -> None:
+        message = "cursor is not one this API returned"
+        super().__init__(message, [{"loc": ["query", "cursor"], "msg": message, "type": self.detail_type}])
+
+
 class PayloadTooLarge(PaymentError):
     code = "PAYLOAD_TOO_LARGE"
 

@@ -5,7 +5,6 @@ writing. Amounts arrive as numbers or strings like "50000.00"; row field names v
 is camelCase; error codes sit in `error`, `message` or `error_code`.
 """
 
-import time
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -32,15 +31,14 @@ def parse_amount(value: Any) -> int:
 Amount = Annotated[int, BeforeValidator(parse_amount)]
 
 
-def expiry_epoch(expires_in: float, now: float | None = None) -> float:
+def expiry_epoch(expires_in: float, now: float) -> float:
     """QPay's `expires_in` is observed both as an absolute epoch and as a duration in seconds.
 
     A value greater than now + 1 h (or > 10^9) is an epoch; otherwise a duration from now.
     """
-    current = time.time() if now is None else now
-    if expires_in > EPOCH_THRESHOLD or expires_in > current + ONE_HOUR:
+    if expires_in > EPOCH_THRESHOLD or expires_in > now + ONE_HOUR:
         return float(expires_in)
-    return current + float(expires_in)
+    return now + float(expires_in)
 
 
 class _QPayModel(BaseModel):
