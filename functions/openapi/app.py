@@ -24,8 +24,9 @@ from qpay_common.observability import logger
 ROUTED_FUNCTIONS = ("create_payment", "list_payments", "get_payment", "cancel_payment", "qpay_webhook")
 
 # API Gateway's own answers, which never reach a function: (status, message, description, when).
-# "secured": routes behind the JWT authorizer; "path": routes with a path parameter (an empty or
-# slash-holding value matches no route); "all": every route.
+# "secured": routes behind the JWT authorizer; "scoped": those that also require a scope;
+# "path": routes with a path parameter (an empty or slash-holding value matches no route);
+# "all": every route.
 GATEWAY_ANSWERS = (
     (
         "401",
@@ -33,6 +34,7 @@ GATEWAY_ANSWERS = (
         "The JWT authorizer refused the token (missing, expired, wrong signature)",
         "secured",
     ),
+    ("403", "Forbidden", "The token has none of the route's authorization scopes", "scoped"),
     ("404", "Not Found", "No route matches (for example an empty path parameter)", "path"),
     ("413", "Request Entity Too Large", "Body over API Gateway's 10 MB", "all"),
     ("429", "Too Many Requests", "Throttled by the API's route settings", "all"),
@@ -45,6 +47,8 @@ HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "pa
 PUBLIC_OPERATIONS = frozenset(
     {("get", "/webhooks/qpay"), ("post", "/webhooks/qpay"), ("get", "/openapi.json")}
 )
+# The routes template.yaml gives AuthorizationScopes (none yet; the operator routes will be).
+SCOPED_OPERATIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 def _handler_module(name: str) -> ModuleType:
@@ -104,8 +108,14 @@ def openapi_schema() -> dict[str, Any]:
             secured = (method, path) not in PUBLIC_OPERATIONS
             if not secured:
                 operation["security"] = []
+            applies = {
+                "all": True,
+                "secured": secured,
+                "scoped": (method, path) in SCOPED_OPERATIONS,
+                "path": "{" in path,
+            }
             for status, _, description, when in GATEWAY_ANSWERS:
-                if when == "all" or (when == "secured" and secured) or (when == "path" and "{" in path):
+                if applies[when]:
                     _add_gateway_answer(responses, status, description)
     return document
 

@@ -50,6 +50,25 @@ def test_the_document_says_which_routes_need_a_jwt_as_the_template_does():
     assert needs_jwt[("GET", "/webhooks/qpay")] is False
 
 
+def test_the_gateways_403_is_documented_exactly_where_the_template_asks_for_a_scope():
+    from functions.openapi.app import SCOPED_OPERATIONS
+
+    scoped = {
+        (route.method.lower(), route.path)
+        for route in load_template(TEMPLATE).routes
+        if route.authorization_scopes and route.method != "ANY"
+    }
+    documented_403 = {
+        (method, path)
+        for path, operations in openapi_schema()["paths"].items()
+        for method, operation in operations.items()
+        if "403" in operation["responses"]
+    }
+
+    assert scoped == SCOPED_OPERATIONS
+    assert documented_403 == scoped
+
+
 def test_the_authorizers_and_the_gateways_own_answers_are_documented():
     document = openapi_schema()
     paths = document["paths"]
