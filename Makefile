@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 
-.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract stack-suites bench build clean
+.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,7 +67,12 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
-test: install lint validate unit integration stack-suites ## Lint, validate the template, run every test suite
+# The suites that start servers (DynamoDB Local, the simulator, the local stack) each pick free
+# ports, so they run side by side; each one's output is printed whole when it ends.
+SLOW_SUITES := integration e2e contract
+
+test: install lint validate unit ## Lint, validate the template, run every test suite
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
 lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer
@@ -97,11 +102,6 @@ e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven
 
 contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
 	$(call run_suite,contract,tests/contract)
-
-# e2e and contract each start their own local stack on free ports: run them side by side, each
-# suite's output printed in one piece when it finishes.
-stack-suites: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java
-	@$(MAKE) --no-print-directory -j2 --output-sync=target e2e contract
 
 bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler
 	@$(PY) -m bench.cold_start
