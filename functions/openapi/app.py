@@ -18,7 +18,14 @@ from qpay_common.api import build_resolver
 from qpay_common.api_models import error_responses
 from qpay_common.observability import logger
 
-ROUTED_FUNCTIONS = ("create_payment", "list_payments", "get_payment", "cancel_payment", "qpay_webhook")
+ROUTED_FUNCTIONS = (
+    "create_payment",
+    "list_payments",
+    "get_payment",
+    "cancel_payment",
+    "qpay_webhook",
+    "admin",
+)
 
 
 def _handler_module(name: str) -> ModuleType:

@@ -56,3 +56,34 @@ def test_every_function_has_a_sample_event():
         assert (EVENTS / f"{handler_dir}.json").exists() or (EVENTS / f"{handler_dir}_get.json").exists(), (
             handler_dir
         )
+
+
+ADMIN_ROUTES = {
+    ("GET", "/admin/payments"),
+    ("GET", "/admin/payments/{session_id}"),
+    ("POST", "/admin/payments/{session_id}/reconcile"),
+    ("POST", "/admin/payments/{session_id}/republish"),
+    ("POST", "/admin/payments/{session_id}/refund"),
+    ("GET", "/admin/summary"),
+}
+
+
+def test_the_admin_routes_need_the_admin_scope_in_the_template_and_the_document():
+    from qpay_common.api import ADMIN_SCOPE
+
+    routes = {(r.method, r.path): r for r in load_template(TEMPLATE).routes if r.path.startswith("/admin")}
+    documented = {
+        (method.upper(), path): operation
+        for path, operations in openapi_schema()["paths"].items()
+        if path.startswith("/admin")
+        for method, operation in operations.items()
+    }
+
+    assert set(routes) == set(documented) == ADMIN_ROUTES
+    for route in routes.values():
+        assert route.authorizer == "JwtAuthorizer"
+        assert route.authorization_scopes == (ADMIN_SCOPE,)
+    for operation in documented.values():
+        assert operation["security"] == [{"jwt": [ADMIN_SCOPE]}]
+        assert ADMIN_SCOPE in operation["description"]
+        assert {"401", "403"} <= set(operation["responses"])
