@@ -35,6 +35,14 @@ STATUS_PATTERN = "^(" + "|".join(status.value for status in LISTED_STATUSES) + "
 SessionId = Annotated[str, Path(max_length=64)]
 
 
+def operator() -> str:
+    """The caller's id if the token holds the admin scope, else 403; resolved before the use case."""
+    return caller_admin_id(router)
+
+
+Operator = Annotated[str, Depends(operator)]
+
+
 def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
     return {200: {"description": description, "content": {"application/json": {"model": model}}}}
 
@@ -48,6 +56,7 @@ def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
     responses={**_ok(AdminPaymentList, "A page of sessions"), **error_responses(400, 401, 403, 500)},
 )
 def list_admin_payments(
+    actor: Operator,
     reports: Annotated[AdminReports, Depends(dependencies.admin_reports)],
     status: Annotated[str | None, Query(pattern=STATUS_PATTERN)] = None,
     created_from: Annotated[StartMoment | None, Query(alias="from")] = None,
@@ -57,7 +66,7 @@ def list_admin_payments(
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> AdminPaymentList:
     sessions, next_cursor = reports.list_payments(
-        caller_admin_id(router),
+        actor,
         status=PaymentStatus(status) if status else None,
         user_id=user_id,
         created_from=created_from,
@@ -82,10 +91,11 @@ def list_admin_payments(
     },
 )
 def inspect_payment(
+    actor: Operator,
     session_id: SessionId,
     operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
 ) -> AdminPaymentDetail:
-    return AdminPaymentDetail.from_inspection(operations.inspect(caller_admin_id(router), session_id))
+    return AdminPaymentDetail.from_inspection(operations.inspect(actor, session_id))
 
 
 @router.post(
@@ -100,10 +110,11 @@ def inspect_payment(
     },
 )
 def reconcile_payment(
+    actor: Operator,
     session_id: SessionId,
     operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
 ) -> AdminSessionView:
-    return AdminSessionView.from_session(operations.reconcile(caller_admin_id(router), session_id))
+    return AdminSessionView.from_session(operations.reconcile(actor, session_id))
 
 
 @router.post(
@@ -115,10 +126,11 @@ def reconcile_payment(
     responses={**_ok(RepublishResult, "Published"), **error_responses(400, 401, 403, 404, 409, 500, 503)},
 )
 def republish_payment(
+    actor: Operator,
     session_id: SessionId,
     operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
 ) -> RepublishResult:
-    session, published = operations.republish(caller_admin_id(router), session_id)
+    session, published = operations.republish(actor, session_id)
     return RepublishResult(session_id=session.session_id, order_id=session.order_id, published=published)
 
 
@@ -137,12 +149,13 @@ def republish_payment(
     },
 )
 def refund_payment(
+    actor: Operator,
     session_id: SessionId,
     request: Annotated[RefundRequest, Body()],
     refunds: Annotated[Refunds, Depends(dependencies.refunds)],
 ) -> AdminSessionView:
     session = refunds.refund(
-        caller_admin_id(router),
+        actor,
         session_id,
         note=request.note,
         payment_id=request.payment_id,
@@ -160,11 +173,12 @@ def refund_payment(
     responses={**_ok(AdminSummaryView, "The summary"), **error_responses(400, 401, 403, 500)},
 )
 def summarise_payments(
+    actor: Operator,
     reports: Annotated[AdminReports, Depends(dependencies.admin_reports)],
     created_from: Annotated[StartMoment | None, Query(alias="from")] = None,
     created_to: Annotated[EndMoment | None, Query(alias="to")] = None,
 ) -> AdminSummaryView:
-    summary = reports.summary(caller_admin_id(router), created_from=created_from, created_to=created_to)
+    summary = reports.summary(actor, created_from=created_from, created_to=created_to)
     return AdminSummaryView.from_summary(summary)
 
 

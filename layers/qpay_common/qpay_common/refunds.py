@@ -10,6 +10,8 @@ publishes the event if it is still missing, so a refund cut short by a failure i
 asking again, and a payment is never refunded twice (QPay refuses that too).
 """
 
+import contextlib
+
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.credentials import QPayCredentials
 from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus, Refund, iso
@@ -31,7 +33,7 @@ from qpay_common.qpay_client import QPayClient
 from qpay_common.qpay_codes import QPayErrorCode
 from qpay_common.qpay_models import PaymentDetails
 from qpay_common.repository import SessionsRepository
-from qpay_common.settlement import MAX_RACE_RETRIES
+from qpay_common.settlement import EMIT_LEASE_SECONDS, MAX_RACE_RETRIES
 from qpay_common.webhook_security import callback_url
 
 CARD_ONLY = (
@@ -175,24 +177,40 @@ class Refunds:
         return session
 
     def _publish(self, session: PaymentSession) -> PaymentSession:
-        """PaymentRefunded, at least once: a missing publish is made up by repeating the request."""
+        """PaymentRefunded, once per refund as far as it can be: whoever takes the publish lease
+        (a conditional write) publishes; a failure releases it, so repeating the request publishes."""
         for _ in range(MAX_RACE_RETRIES):
             refund = session.refund
+            now = self._clock.now()
             if refund is None or refund.published_at is not None:
                 return session
+            if session.emit_lease_until is not None and session.emit_lease_until > now.timestamp():
+                return session  # another request is publishing it right now
+            try:
+                session = self._repository.take_emit_lease(session, now.timestamp() + EMIT_LEASE_SECONDS, now)
+            except StaleSession:
+                session = self._get(session.session_id)
+                continue
             try:
                 self._publisher.payment_refunded(session, refund)
             except EventPublishError as exc:
                 count("EventPublishFailed")
                 logger.error("PaymentRefunded not published", extra={"error": str(exc)})
+                with contextlib.suppress(StaleSession):
+                    self._repository.release_emit_lease(session)
                 raise EventBusUnavailable(
                     "the refund is made and recorded, but PaymentRefunded could not be published; "
                     "repeat the request to publish it"
                 ) from None
-            published = refund.model_copy(update={"published_at": iso(self._clock.now())})
+            return self._record_published(session, refund.model_copy(update={"published_at": iso(now)}))
+        return session
+
+    def _record_published(self, session: PaymentSession, refund: Refund) -> PaymentSession:
+        for _ in range(MAX_RACE_RETRIES):
             try:
-                return self._repository.record_refund_published(session, published)
+                return self._repository.record_refund_published(session, refund)
             except StaleSession:
+                # Another write (the Ebarimt job's claim) came between: the lease is still ours.
                 session = self._get(session.session_id)
         return session
 

@@ -152,7 +152,8 @@ class SessionStore(abc.ABC):
         return self._move(session, Event.REFUND, now, {"refund": refund.model_dump(mode="json")})
 
     def record_refund_published(self, session: PaymentSession, refund: Refund) -> PaymentSession:
-        return self._update(session, {"refund": refund.model_dump(mode="json")})
+        """PaymentRefunded is on the bus; the publish lease (take_emit_lease) is released."""
+        return self._update(session, {"refund": refund.model_dump(mode="json"), "emit_lease_until": None})
 
     def queue_receipt_cancel(self, session: PaymentSession, now: datetime, **receipt: Any) -> PaymentSession:
         """A receipt found on a refunded session (registered while the refund ran): cancel it."""
