@@ -57,7 +57,10 @@ def openapi_schema() -> dict[str, Any]:
         document_app.get_openapi_json_schema(
             title="QPay payments API",
             version="1.0.0",
-            description="Create, read, list and cancel QPay payments; QPay's callback.",
+            description=(
+                "Create, read, list and cancel QPay payments; QPay's callback; the operators' "
+                "/admin routes (scope payments/admin)."
+            ),
             security_schemes={"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             security=[{"jwt": []}],
         )
