@@ -68,7 +68,12 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
-test: install lint validate unit integration e2e ## Lint, validate the template, run every test suite
+# The suites that start servers (DynamoDB Local, the simulator, the local stack) each pick free
+# ports, so they run side by side; each one's output is printed whole when it ends.
+SLOW_SUITES := integration e2e
+
+test: install lint validate unit ## Lint, validate the template, run every test suite
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
 lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer

@@ -174,7 +174,7 @@ class LocalStack:
         self.simulator.start()
         self.simulator.wait_until_ready(
             lambda: requests.get(health_url, timeout=1).status_code == 200,
-            timeout_s=30,
+            timeout_s=120,
             what=f"the QPay simulator on port {self.ports.simulator}",
         )
         logger.info("QPay simulator ready at %s", self.ports.simulator_url)

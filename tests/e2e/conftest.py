@@ -20,7 +20,7 @@ from local.inspect import orders_for_session, read_events
 from tests.support import ROOT
 
 READY_LINE = "LOCAL STACK READY"
-START_TIMEOUT_SECONDS = 90
+START_TIMEOUT_SECONDS = 240
 
 
 @dataclass
