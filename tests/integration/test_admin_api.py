@@ -3,7 +3,8 @@ by_status index and conditional writes), the QPay simulator over HTTP and moto's
 
 import concurrent.futures
 import json
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -53,22 +54,28 @@ class TestAuthorisation:
     def test_no_identity_is_unauthorized(self, app_env, sim):
         assert admin("GET", "/admin/summary", user_id=None)[0] == 401
 
-    def test_the_scope_may_come_as_a_list_claim(self, empty_tables, sim):
-        assert admin("GET", "/admin/summary", scopes="[openid payments/admin]")[0] == 200
+    def test_the_scope_may_come_as_a_list_claim(self, live_aws, sim):
+        query = {"from": datetime.now(UTC).isoformat()}
+        assert admin("GET", "/admin/summary", scopes="[openid payments/admin]", query=query)[0] == 200
 
 
 class TestListing:
-    def test_sessions_by_status_and_user_newest_first_in_pages(self, empty_tables, sim):
+    def test_sessions_by_status_and_user_newest_first_in_pages(self, live_aws, sim):
+        # The tables are shared with other tests: this one's sessions are those created since `since`.
+        since = {"from": datetime.now(UTC).isoformat()}
+        bob = f"bob-{uuid.uuid4().hex[:8]}"
         paid = [processed(sim, "P2P", amount=1000 + n)["session_id"] for n in range(3)]
-        pending = [create_payment(2000 + n, user_id="bob")["session_id"] for n in range(2)]
+        pending = [create_payment(2000 + n, user_id=bob)["session_id"] for n in range(2)]
 
-        status, first = admin("GET", "/admin/payments", query={"limit": "2"})
+        status, first = admin("GET", "/admin/payments", query={**since, "limit": "2"})
         status2, second = admin(
-            "GET", "/admin/payments", query={"limit": "2", "cursor": first["next_cursor"]}
+            "GET", "/admin/payments", query={**since, "limit": "2", "cursor": first["next_cursor"]}
         )
-        _, third = admin("GET", "/admin/payments", query={"limit": "2", "cursor": second["next_cursor"]})
-        _, processed_only = admin("GET", "/admin/payments", query={"status": "PROCESSED"})
-        _, bobs = admin("GET", "/admin/payments", query={"user_id": "bob", "status": "PENDING"})
+        _, third = admin(
+            "GET", "/admin/payments", query={**since, "limit": "2", "cursor": second["next_cursor"]}
+        )
+        _, processed_only = admin("GET", "/admin/payments", query={**since, "status": "PROCESSED"})
+        _, bobs = admin("GET", "/admin/payments", query={"user_id": bob, "status": "PENDING"})
 
         assert (status, status2) == (200, 200)
         listed = [item["session_id"] for page in (first, second, third) for item in page["items"]]
@@ -81,16 +88,17 @@ class TestListing:
         assert row["order_id"] == "ord_" + row["session_id"][3:]
         assert "qr_image" not in row
 
-    def test_a_time_window_selects_by_creation_time(self, empty_tables, sim):
-        early = create_payment(100)
-        middle = create_payment(200)
-        create_payment(300)
+    def test_a_time_window_selects_by_creation_time(self, live_aws, sim):
+        shopper = f"carol-{uuid.uuid4().hex[:8]}"
+        early = create_payment(100, user_id=shopper)
+        middle = create_payment(200, user_id=shopper)
+        create_payment(300, user_id=shopper)
 
         _, page = admin(
             "GET", "/admin/payments", query={"from": early["created_at"], "to": middle["created_at"]}
         )
         today = datetime.now(UTC).date().isoformat()
-        _, whole_day = admin("GET", "/admin/payments", query={"from": today, "to": today})
+        _, whole_day = admin("GET", "/admin/payments", query={"from": today, "to": today, "user_id": shopper})
 
         assert [item["session_id"] for item in page["items"]] == [middle["session_id"], early["session_id"]]
         assert len(whole_day["items"]) == 3
@@ -107,13 +115,13 @@ class TestListing:
             {"from": "2026-12-02", "to": "2026-12-01"},
         ],
     )
-    def test_bad_filters_are_400(self, empty_tables, sim, query):
+    def test_bad_filters_are_400(self, live_aws, sim, query):
         status, answer = admin("GET", "/admin/payments", query=query)
 
         assert status == 400
         assert answer["error"]["code"] == "VALIDATION_ERROR"
 
-    def test_a_cursor_of_another_filter_or_of_the_users_listing_is_refused(self, empty_tables, sim):
+    def test_a_cursor_of_another_filter_or_of_the_users_listing_is_refused(self, live_aws, sim):
         for _ in range(3):
             create_payment(100)
         _, page = admin("GET", "/admin/payments", query={"limit": "1", "status": "PENDING"})
@@ -124,7 +132,7 @@ class TestListing:
 
 
 class TestInspect:
-    def test_the_session_its_order_and_qpays_view_without_the_receiver(self, empty_tables, sim):
+    def test_the_session_its_order_and_qpays_view_without_the_receiver(self, live_aws, sim):
         receiver = "88112233"
         session = processed(sim, "CARD", ebarimt={"receiver_type": "CITIZEN", "receiver": receiver})
 
@@ -145,7 +153,7 @@ class TestInspect:
         )
         assert receiver not in json.dumps(detail)
 
-    def test_qpay_down_still_shows_the_session(self, empty_tables, sim):
+    def test_qpay_down_still_shows_the_session(self, live_aws, sim):
         created = create_payment()
         sim.faults({"path": "/v2/payment/check", "status": 503})
 
@@ -157,18 +165,18 @@ class TestInspect:
         assert detail["qpay"]["errors"] == ["payment check: SERVICE_UNAVAILABLE (HTTP 503)"]
         assert detail["session"]["status"] == "PENDING"
 
-    def test_an_unknown_session_is_404(self, empty_tables, sim):
+    def test_an_unknown_session_is_404(self, live_aws, sim):
         assert admin("GET", "/admin/payments/ps_missing")[0] == 404
 
 
 class TestReconcileAndRepublish:
-    def test_reconcile_now_fulfils_a_payment_whose_callback_was_lost(self, empty_tables, sim):
+    def test_reconcile_now_fulfils_a_payment_whose_callback_was_lost(self, live_aws, sim):
         session = processed(sim, "P2P")
 
-        assert len(empty_tables.orders(session["session_id"])) == 1
-        assert [e["detail-type"] for e in empty_tables.events(session["session_id"])] == ["PaymentCompleted"]
+        assert len(live_aws.orders(session["session_id"])) == 1
+        assert [e["detail-type"] for e in live_aws.events(session["session_id"])] == ["PaymentCompleted"]
 
-    def test_reconcile_when_qpay_is_down_is_502_and_changes_nothing(self, empty_tables, sim):
+    def test_reconcile_when_qpay_is_down_is_502_and_changes_nothing(self, live_aws, sim):
         created = create_payment()
         sim.pay(created["invoice_id"])
         sim.faults({"path": "/v2/payment/check", "status": 503})
@@ -176,9 +184,9 @@ class TestReconcileAndRepublish:
         status, answer = admin("POST", f"/admin/payments/{created['session_id']}/reconcile")
 
         assert (status, answer["error"]["code"]) == (502, "QPAY_UNAVAILABLE")
-        assert empty_tables.session(created["session_id"])["status"]["S"] == "PENDING"
+        assert live_aws.session(created["session_id"])["status"]["S"] == "PENDING"
 
-    def test_republish_sends_payment_completed_again_with_the_same_order_id(self, empty_tables, sim):
+    def test_republish_sends_payment_completed_again_with_the_same_order_id(self, live_aws, sim):
         session = processed(sim)
 
         status, answer = admin("POST", f"/admin/payments/{session['session_id']}/republish")
@@ -188,10 +196,10 @@ class TestReconcileAndRepublish:
             ["PaymentCompleted"],
             session["order_id"],
         )
-        events = empty_tables.events(session["session_id"])
+        events = live_aws.events(session["session_id"])
         assert [e["detail"]["order_id"] for e in events] == [session["order_id"]] * 2
 
-    def test_republish_without_an_order_is_409(self, empty_tables, sim):
+    def test_republish_without_an_order_is_409(self, live_aws, sim):
         created = create_payment()
 
         status, answer = admin("POST", f"/admin/payments/{created['session_id']}/republish")
@@ -200,7 +208,7 @@ class TestReconcileAndRepublish:
 
 
 class TestRefund:
-    def test_a_card_payment_is_refunded_at_qpay_announced_and_audited(self, empty_tables, sim):
+    def test_a_card_payment_is_refunded_at_qpay_announced_and_audited(self, live_aws, sim):
         session = processed(sim, "CARD")
 
         status, view = refund(session["session_id"])
@@ -212,15 +220,15 @@ class TestRefund:
         assert view["refund"]["published_at"]
         [payment] = sim.invoice(session["invoice_id"])["payments"]
         assert payment["status"] == "REFUNDED"
-        events = empty_tables.events(session["session_id"])
+        events = live_aws.events(session["session_id"])
         assert [e["detail-type"] for e in events] == ["PaymentCompleted", "PaymentRefunded"]
         assert events[1]["detail"]["refunded_amount"] == 15000
         assert events[1]["detail"]["order_id"] == session["order_id"]
-        item = empty_tables.session(session["session_id"])
+        item = live_aws.session(session["session_id"])
         assert item["status"]["S"] == "REFUNDED"
         assert "purge_at" in item
 
-    def test_a_qr_payment_answers_409_with_the_reason_and_nothing_changes(self, empty_tables, sim):
+    def test_a_qr_payment_answers_409_with_the_reason_and_nothing_changes(self, live_aws, sim):
         session = processed(sim, "P2P")
 
         status, answer = refund(session["session_id"])
@@ -230,9 +238,9 @@ class TestRefund:
         assert "card payments only" in answer["error"]["message"]
         assert sim.calls("DELETE /v2/payment/refund/{id}") == 0
         assert sim.invoice(session["invoice_id"])["payments"][0]["status"] == "PAID"
-        assert "refund" not in empty_tables.session(session["session_id"])
+        assert "refund" not in live_aws.session(session["session_id"])
 
-    def test_a_repeated_refund_is_200_and_refunds_once(self, empty_tables, sim):
+    def test_a_repeated_refund_is_200_and_refunds_once(self, live_aws, sim):
         session = processed(sim, "CARD")
 
         answers = [refund(session["session_id"]) for _ in range(3)]
@@ -242,10 +250,10 @@ class TestRefund:
             answers[0][1]["refund"]["refunded_at"]
         }
         assert sim.calls("DELETE /v2/payment/refund/{id}") == 1
-        kinds = [e["detail-type"] for e in empty_tables.events(session["session_id"])]
+        kinds = [e["detail-type"] for e in live_aws.events(session["session_id"])]
         assert kinds.count("PaymentRefunded") == 1
 
-    def test_two_operators_refunding_at_once_refund_once(self, empty_tables, sim):
+    def test_two_operators_refunding_at_once_refund_once(self, live_aws, sim):
         session = processed(sim, "CARD")
         refunds = dependencies.refunds()
 
@@ -257,23 +265,23 @@ class TestRefund:
 
         assert outcomes == ["REFUNDED"] * 4
         assert sim.invoice(session["invoice_id"])["payments"][0]["status"] == "REFUNDED"
-        kinds = [e["detail-type"] for e in empty_tables.events(session["session_id"])]
+        kinds = [e["detail-type"] for e in live_aws.events(session["session_id"])]
         assert kinds.count("PaymentRefunded") == 1
 
-    def test_a_refund_cut_short_by_qpay_is_finished_by_repeating_it(self, empty_tables, sim):
+    def test_a_refund_cut_short_by_qpay_is_finished_by_repeating_it(self, live_aws, sim):
         session = processed(sim, "CARD")
         sim.faults({"path": "/v2/payment/refund/*", "status": 503, "times": 1})
 
         status, answer = refund(session["session_id"])
 
         assert (status, answer["error"]["code"]) == (502, "QPAY_UNAVAILABLE")
-        item = empty_tables.session(session["session_id"])
+        item = live_aws.session(session["session_id"])
         assert item["status"]["S"] == "PROCESSED"
         assert json.loads(item["refund"]["S"])["requested_by"] == "ops"
         assert refund(session["session_id"])[1]["status"] == "REFUNDED"
 
     @pytest.mark.parametrize("prepare", ["pending", "cancelled"])
-    def test_an_unfulfilled_session_is_409_not_refundable(self, empty_tables, sim, prepare):
+    def test_an_unfulfilled_session_is_409_not_refundable(self, live_aws, sim, prepare):
         created = create_payment()
         if prepare == "cancelled":
             from tests.support import cancel_event
@@ -288,14 +296,14 @@ class TestRefund:
         "body",
         [{}, {"note": ""}, {"note": "x" * 501}, {"note": "ok", "extra": 1}, {"note": "ok", "payment_id": ""}],
     )
-    def test_a_bad_body_is_400(self, empty_tables, sim, body):
+    def test_a_bad_body_is_400(self, live_aws, sim, body):
         status, answer = admin(
             "POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/refund", body=body
         )
 
         assert (status, answer["error"]["code"]) == (400, "VALIDATION_ERROR")
 
-    def test_another_sessions_payment_id_is_400(self, empty_tables, sim):
+    def test_another_sessions_payment_id_is_400(self, live_aws, sim):
         session = processed(sim, "CARD")
         other = processed(sim, "CARD")
 
@@ -343,7 +351,8 @@ class TestRefundAndReceipt:
 
 
 class TestSummary:
-    def test_counts_sums_and_rates_of_the_window(self, empty_tables, sim):
+    def test_counts_sums_and_rates_of_the_window(self, live_aws, sim):
+        since = {"from": datetime.now(UTC).isoformat()}
         processed(sim, "CARD", amount=1000)
         refunded = processed(sim, "CARD", amount=2000)
         refund(refunded["session_id"])
@@ -353,10 +362,8 @@ class TestSummary:
         invoke("cancel_payment", cancel_event(cancelled["session_id"]))
         create_payment(4000)
 
-        status, summary = admin("GET", "/admin/summary")
-        _, empty = admin(
-            "GET", "/admin/summary", query={"to": (datetime.now(UTC) - timedelta(days=2)).isoformat()}
-        )
+        status, summary = admin("GET", "/admin/summary", query=since)
+        _, empty = admin("GET", "/admin/summary", query={"from": "2020-01-01", "to": "2020-01-02"})
 
         assert status == 200
         assert summary["sessions"] == 4
