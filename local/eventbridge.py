@@ -43,7 +43,7 @@ class MotoServer:
     def client(self, service: str, **config: Any) -> Any:
         return local_client(service, self.endpoint_url, **config)
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 120.0) -> None:
         # moto.server, with a cheaper clock for its SQS backend (local/moto_server.py).
         command = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.port)]
         # moto runs boto3 itself: a profile or session token from the user's shell would break it.

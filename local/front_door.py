@@ -2,13 +2,17 @@
 
 It reproduces what a client and a handler notice of API Gateway HTTP API:
 - route selection: the most specific route wins (literal segment > `{param}` > `{proxy+}`,
-  an exact method > ANY), then `$default`; no match is 404 `{"message":"Not Found"}`;
+  an exact method > ANY), then `$default`; no match, for any method (TRACE and made-up ones
+  included), is 404 `{"message":"Not Found"}`;
 - the JWT authorizer runs before the handler: 401 `{"message":"Unauthorized"}` otherwise;
 - the payload 2.0 event (lower-cased headers, comma-joined duplicates, cookies, base64 bodies
   for non-text content types, requestContext with the JWT claims as strings);
 - the response mapping of payload 2.0, including the "no statusCode" shortcut;
+- CORS as the API's CorsConfiguration says: preflights answered by the gateway, allowed origins
+  echoed on responses;
 - the gateway's own errors: 413 over 10 MB, 500 when the function fails, 503 when the
-  integration times out, 429 when the function is throttled (at its concurrency limit).
+  integration times out, 429 when the function is throttled (at its concurrency limit), and
+  JSON (never HTML) for requests too malformed to route.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -37,7 +42,7 @@ from local.jwt_auth import (
     token_scopes,
     verify_token,
 )
-from local.template import LOCAL_ACCOUNT_ID, HttpRoute, Template
+from local.template import LOCAL_ACCOUNT_ID, CorsSpec, HttpRoute, Template
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +335,24 @@ class FrontDoor:
 
     def handle(self, request: IncomingRequest) -> HttpResponse:
         request_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode().rstrip("=")
-        response = self._handle(request, request_id)
+        cors = self.template.cors
+        origin = request.header("origin")
+        if (
+            cors is not None
+            and request.method == "OPTIONS"
+            and request.header("access-control-request-method")
+        ):
+            # API Gateway answers CORS preflight itself, before routes and authorizers.
+            response = HttpResponse(204, _preflight_headers(cors, origin))
+        else:
+            response = self._handle(request, request_id)
+            if cors is not None and origin and cors.allows(origin):
+                response.headers = [
+                    (name, value)
+                    for name, value in response.headers
+                    if not name.lower().startswith("access-control-")
+                ]
+                response.headers.extend(_cors_headers(cors, origin))
         response.headers.append(("Apigw-Requestid", request_id))
         return response
 
@@ -386,8 +408,53 @@ class FrontDoor:
             return HttpResponse.json(500, INTERNAL_ERROR)
 
 
+def _cors_headers(cors: CorsSpec, origin: str) -> list[tuple[str, str]]:
+    headers = [("Access-Control-Allow-Origin", "*" if "*" in cors.allow_origins else origin)]
+    if cors.allow_credentials:
+        headers.append(("Access-Control-Allow-Credentials", "true"))
+    if cors.expose_headers:
+        headers.append(("Access-Control-Expose-Headers", ",".join(cors.expose_headers)))
+    return headers
+
+
+def _preflight_headers(cors: CorsSpec, origin: str | None) -> list[tuple[str, str]]:
+    """A preflight from an origin the configuration does not allow gets no CORS headers."""
+    if not origin or not cors.allows(origin):
+        return []
+    headers = _cors_headers(cors, origin)
+    if cors.allow_methods:
+        headers.append(("Access-Control-Allow-Methods", ",".join(cors.allow_methods)))
+    if cors.allow_headers:
+        headers.append(("Access-Control-Allow-Headers", ",".join(cors.allow_headers)))
+    if cors.max_age is not None:
+        headers.append(("Access-Control-Max-Age", str(cors.max_age)))
+    return headers
+
+
 class _FrontDoorRequestHandler(LocalRequestHandler):
     max_body_bytes = HTTP_API_MAX_PAYLOAD_BYTES
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_<METHOD> with an HTML 501; the gateway routes
+        # every method (an ANY route, else its JSON 404), so every method goes to _dispatch.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line or chunk, an over-long or
+        over-many header) in the gateway's JSON shape, never its HTML page."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        logger.info("request refused before routing -> %s (%s)", code, message or phrase)
+        # http.server treats an unparsable request line as HTTP/0.9 and would answer with a bare
+        # body; the gateway always answers with a status line.
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = self.protocol_version
+        self.close_connection = True
+        self.send_json(code, {"message": phrase}, [("Connection", "close")])
 
     def reply_too_large(self) -> None:
         self.close_connection = True
@@ -402,6 +469,10 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
         except BodyTooLarge as error:
             logger.info("%s %s -> 413 (%s)", self.command, logged_path, error)
             self.reply_too_large()
+            return
+        except ValueError:
+            # A chunk size that is not hexadecimal: the framing is broken, so is the connection.
+            self.send_error(400, "malformed chunked body")
             return
         request = IncomingRequest(
             method=self.command,
@@ -425,5 +496,3 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
             response.status,
             (time.monotonic() - started) * 1000,
         )
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch

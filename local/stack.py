@@ -37,7 +37,13 @@ from local.lambda_invoke import LambdaInvokeApi
 from local.processes import ManagedProcess, ProcessError
 from local.scheduler import ScheduleError, Scheduler, SchedulerSettings
 from local.sqs import EventSourceMappings, SqsSettings, create_queues
-from local.template import Template, TemplateError, create_tables, load_template
+from local.template import (
+    Template,
+    TemplateError,
+    create_tables,
+    load_template,
+    parameters_bound_to_variables,
+)
 
 logger = logging.getLogger("local.stack")
 
@@ -61,6 +67,18 @@ class _Interrupted(Exception):
 
 def default_simulator_command(port: int, host: str) -> list[str]:
     return [sys.executable, "-m", SIMULATOR_MODULE, "--host", host, "--port", str(port)]
+
+
+def shell_parameter_overrides(template_path: Path) -> dict[str, str]:
+    """Template parameters set through the variables they feed: CHECKOUT_SHOP_ORIGINS=... make run
+    sets ShopOrigins, so the front door's CORS and the functions agree."""
+    overrides = {}
+    for variable, (parameter, separator) in parameters_bound_to_variables(template_path).items():
+        if variable in os.environ:
+            value = os.environ[variable]
+            # A list parameter joined into the variable: its items back as a list parameter's value.
+            overrides[parameter] = ",".join(value.split(separator)) if separator else value
+    return overrides
 
 
 def check_ports(ports: LocalPorts) -> None:
@@ -116,7 +134,9 @@ class LocalStack:
         runtime_settings = RuntimeSettings.from_env()
         sqs_settings = SqsSettings.from_env()
         jwt_settings = JwtSettings.from_env()
-        self.template = template = load_template(self.template_path)
+        self.template = template = load_template(
+            self.template_path, shell_parameter_overrides(self.template_path)
+        )
         check_ports(self.ports)
 
         self.dynamodb = DynamoDBLocal(self.ports.dynamodb, host=self.ports.host, repo_root=self.repo_root)
@@ -186,7 +206,7 @@ class LocalStack:
         self.simulator.start()
         self.simulator.wait_until_ready(
             lambda: requests.get(health_url, timeout=1).status_code == 200,
-            timeout_s=30,
+            timeout_s=120,
             what=f"the QPay simulator on port {self.ports.simulator}",
         )
         logger.info("QPay simulator ready at %s", self.ports.simulator_url)
@@ -269,12 +289,16 @@ class LocalStack:
             '     echo "$RESP"',
             f"     SESSION_ID=$(printf '%s' \"$RESP\" | {extract.format('session_id')})",
             f"     INVOICE_ID=$(printf '%s' \"$RESP\" | {extract.format('invoice_id')})",
-            f"  3. curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
+            f'  3. echo "{api}/checkout/$SESSION_ID#token=$TOKEN"   # the checkout page, for a browser',
+            f"  4. pay as the customer's bank app: the buttons of {sim}/_sim/bank in a browser, or",
+            f"     curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
             '-d "{\\"invoice_id\\": \\"$INVOICE_ID\\"}"',
-            f'  4. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
-            "  5. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
-            f"  6. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
+            f'  5. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
+            "  6. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
+            f"  7. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
             f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
+            "  7. OPS=$(make -s token USER=ops SCOPES=payments/admin)    # an operator: the /admin routes",
+            f'     curl -s {api}/admin/payments/$SESSION_ID -H "Authorization: Bearer $OPS"   # and QPay',
         ]
         return lines
 

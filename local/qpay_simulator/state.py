@@ -863,6 +863,25 @@ class SimulatorState:
             "ebarimt_district_code": receipt.district_code if receipt else None,
         }
 
+    def list_invoices(self, limit: int = 100) -> dict[str, Any]:
+        """The newest invoices, for the bank app page: what a customer could still pay."""
+        with self._lock:
+            newest = sorted(self._invoices.values(), key=lambda invoice: invoice.created_at, reverse=True)
+            return {
+                "invoices": [
+                    {
+                        "invoice_id": invoice.invoice_id,
+                        "status": invoice.status,
+                        "sender_invoice_no": invoice.sender_invoice_no,
+                        "invoice_description": invoice.invoice_description,
+                        "amount": shapes.number(invoice.amount),
+                        "paid_amount": shapes.number(self._paid_sum(invoice)),
+                        "created_at": shapes.iso(invoice.created_at),
+                    }
+                    for invoice in newest[:limit]
+                ]
+            }
+
     def configure(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {"ebarimt_registered"}
         if unknown:

@@ -162,6 +162,8 @@ class TestSecrets:
             ("ReconcileFunction", False, False),
             ("ListPaymentsFunction", False, False),
             ("OpenApiFunction", False, False),
+            ("AdminFunction", True, True),
+            ("CheckoutFunction", False, False),
         ],
     )
     def test_each_function_gets_and_may_read_only_the_secrets_it_uses(self, function, qpay, webhook):
@@ -190,6 +192,8 @@ class TestSecrets:
             "ReconcileFunction",
             "ListPaymentsFunction",
             "OpenApiFunction",
+            "AdminFunction",
+            "CheckoutFunction",
         }
         # A new function must be placed in the secret table, so it gets no secret by accident
         assert {name for name, f in functions().items() if secrets_readable_by(f)} <= tested

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar
 
+from qpay_common.admin import AdminOperations
+from qpay_common.admin_reports import AdminReports
 from qpay_common.cache import CacheStore
 from qpay_common.cancellation import Cancellation
 from qpay_common.creation import PaymentCreation
@@ -26,6 +28,7 @@ from qpay_common.qpay_models import TokenGrant
 from qpay_common.queries import Queries
 from qpay_common.reconcile import ReconcileDispatcher, ReconcileWorker
 from qpay_common.reconcile_queues import ReconcileQueues
+from qpay_common.refunds import Refunds
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import ScheduledJobs
 from qpay_common.settings import Settings, load_settings
@@ -112,8 +115,13 @@ def cache_store() -> CacheStore:
 
 
 @once
+def event_publisher() -> EventPublisher:
+    return EventPublisher(settings())
+
+
+@once
 def settlement() -> Settlement:
-    return Settlement(webhook_keys, repository(), qpay_client(), EventPublisher(settings()))
+    return Settlement(webhook_keys, repository(), qpay_client(), event_publisher())
 
 
 @once
@@ -137,10 +145,13 @@ def queries() -> Queries:
 
 
 @once
+def ebarimt() -> EbarimtService:
+    return EbarimtService(settings(), repository(), qpay_client())
+
+
+@once
 def scheduled_jobs() -> ScheduledJobs:
-    config = settings()
-    ebarimt = EbarimtService(config, repository(), qpay_client())
-    return ScheduledJobs(config, repository(), cancellation(), ebarimt)
+    return ScheduledJobs(settings(), repository(), cancellation(), ebarimt())
 
 
 @once
@@ -153,6 +164,21 @@ def reconcile_worker() -> ReconcileWorker:
     return ReconcileWorker(settings(), repository(), settlement())
 
 
+@once
+def refunds() -> Refunds:
+    return Refunds(webhook_keys, repository(), qpay_client(), event_publisher(), ebarimt())
+
+
+@once
+def admin_operations() -> AdminOperations:
+    return AdminOperations(repository(), qpay_client(), settlement(), event_publisher())
+
+
+@once
+def admin_reports() -> AdminReports:
+    return AdminReports(repository())
+
+
 def reset() -> None:
     built: tuple[Any, ...] = (
         settings,
@@ -161,13 +187,18 @@ def reset() -> None:
         qpay_client,
         repository,
         cache_store,
+        event_publisher,
         settlement,
         cancellation,
         payment_creation,
         queries,
+        ebarimt,
         scheduled_jobs,
         reconcile_dispatcher,
         reconcile_worker,
+        refunds,
+        admin_operations,
+        admin_reports,
     )
     for cached in built:
         cached.cache_clear()

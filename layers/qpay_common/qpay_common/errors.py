@@ -24,8 +24,12 @@ class InvalidRequest(PaymentError):
 
 
 class InvalidCursor(InvalidRequest):
+    # A rule JSON Schema cannot state (which cursors this API issued): named in details[].type.
+    detail_type = "cursor_not_issued"
+
     def __init__(self) -> None:
-        super().__init__("cursor is not one this API returned")
+        message = "cursor is not one this API returned"
+        super().__init__(message, [{"loc": ["query", "cursor"], "msg": message, "type": self.detail_type}])
 
 
 class PayloadTooLarge(PaymentError):
@@ -34,6 +38,12 @@ class PayloadTooLarge(PaymentError):
 
 class Unauthorized(PaymentError):
     code = "UNAUTHORIZED"
+
+
+class Forbidden(PaymentError):
+    """A valid identity without the scope the route needs (the operators' payments/admin)."""
+
+    code = "FORBIDDEN"
 
 
 class SessionNotFound(PaymentError):
@@ -53,6 +63,31 @@ class SessionExpired(PaymentError):
 
 class NotCancellable(PaymentError):
     code = "NOT_CANCELLABLE"
+
+
+class NotRefundable(PaymentError):
+    """Only a fulfilled (PROCESSED) session can be refunded."""
+
+    code = "NOT_REFUNDABLE"
+
+
+class RefundNotSupported(PaymentError):
+    """QPay refunds card payments only; QR/P2P bank transfers cannot be returned by API."""
+
+    code = "REFUND_NOT_SUPPORTED"
+
+
+class NoOrder(PaymentError):
+    """The session has no order (it was never paid in full), so there is nothing to republish."""
+
+    code = "NO_ORDER"
+
+
+class EventBusUnavailable(PaymentError):
+    """The change was recorded but its event could not be put on the bus; repeating the request
+    puts it there (consumers dedupe)."""
+
+    code = "EVENT_BUS_UNAVAILABLE"
 
 
 class IdempotencyConflict(PaymentError):

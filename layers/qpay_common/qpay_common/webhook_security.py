@@ -8,17 +8,28 @@ import hmac
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
+# A token is 43 characters (unpadded base64url of SHA-256); anything far longer is not one.
+MAX_TOKEN_LENGTH = 128
+
 
 def callback_token(secret: str, session_id: str) -> str:
-    digest = hmac.new(secret.encode(), session_id.encode(), hashlib.sha256).digest()
+    # surrogatepass: a session id from a hostile query may hold lone surrogates; it must still
+    # hash (to a token nobody holds) rather than raise.
+    message = session_id.encode("utf-8", "surrogatepass")
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def is_valid_callback_token(secrets: Sequence[str], session_id: str | None, token: str | None) -> bool:
-    if not session_id or not token:
+    """Constant time over bytes: compare_digest raises TypeError on non-ASCII str, so a token
+    from the query is checked for ASCII (which says nothing about the secrets) and compared as
+    bytes. Every key is compared (no early exit), so the time taken does not tell which matched."""
+    if not session_id or not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         return False
-    # Every key is compared (no early exit), so the time taken does not tell which one matched.
-    matches = [hmac.compare_digest(callback_token(secret, session_id), token) for secret in secrets]
+    given = token.encode("ascii")
+    matches = [
+        hmac.compare_digest(callback_token(secret, session_id).encode("ascii"), given) for secret in secrets
+    ]
     return any(matches)
 
 
