@@ -598,5 +598,6 @@ def test_a_recorded_answer_reads_as_what_qpay_said(case: Recorded) -> None:
     assert CALLS[case.call](case) == case.expected
 
 
-def test_every_kind_of_call_our_client_makes_has_a_recorded_answer() -> None:
+def test_every_replayed_call_has_at_least_one_recorded_answer() -> None:
+    # /auth/refresh answers in the token shape; the token capture stands for it.
     assert {case.call for case in CASES} == set(CALLS)
