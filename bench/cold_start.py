@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from local.functions import module_file_for
-from local.template import load_template
+from local.template import FunctionSpec, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 5
@@ -30,6 +29,11 @@ ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "PATH": "/usr/bin:/bin",
 }
+
+
+def module_file_for(function: FunctionSpec) -> Path:
+    module, _ = function.module_and_attribute
+    return function.code_uri.joinpath(*module.split(".")).with_suffix(".py")
 
 
 def median_import_ms(module: Path, code: Path) -> float:

@@ -65,7 +65,7 @@ class DynamoDBLocal:
     def client(self) -> Any:
         return local_client("dynamodb", self.endpoint_url)
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 120.0) -> None:
         folder = find_dynamodb_local(self.repo_root)
         command = [
             find_java(),

@@ -42,7 +42,7 @@ class MotoServer:
     def client(self, service: str) -> Any:
         return local_client(service, self.endpoint_url)
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 120.0) -> None:
         command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         # moto runs boto3 itself: a profile or session token from the user's shell would break it.
         self.process = ManagedProcess("moto", command, env=child_process_environment())

@@ -42,6 +42,7 @@ logger = logging.getLogger("local.stack")
 
 READY_LINE = "LOCAL STACK READY"
 SIMULATOR_MODULE = "local.qpay_simulator"
+SIMULATOR_PYTHONPATH = REPO_ROOT / "layers" / "qpay_common"
 SIMULATOR_SETTINGS = {
     "QPAY_CLIENT_ID": "QPAY_SIM_CLIENT_ID",
     "QPAY_CLIENT_SECRET": "QPAY_SIM_CLIENT_SECRET",
@@ -154,6 +155,10 @@ class LocalStack:
     def _start_simulator(self, handler_environment: dict[str, str]) -> None:
         health_url = f"{self.ports.simulator_url}/_sim/health"
         environment = child_process_environment(self.ports)
+        # It answers with QPay's error codes from the layer (qpay_common.qpay_codes).
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(SIMULATOR_PYTHONPATH), environment.get("PYTHONPATH", "")) if part
+        )
         # The simulator accepts the merchant credentials and invoice code the handlers will send,
         # also when the user overrides them in the shell of `make run`.
         for handler_name, simulator_name in SIMULATOR_SETTINGS.items():
@@ -169,7 +174,7 @@ class LocalStack:
         self.simulator.start()
         self.simulator.wait_until_ready(
             lambda: requests.get(health_url, timeout=1).status_code == 200,
-            timeout_s=30,
+            timeout_s=120,
             what=f"the QPay simulator on port {self.ports.simulator}",
         )
         logger.info("QPay simulator ready at %s", self.ports.simulator_url)
@@ -249,11 +254,13 @@ class LocalStack:
             '     echo "$RESP"',
             f"     SESSION_ID=$(printf '%s' \"$RESP\" | {extract.format('session_id')})",
             f"     INVOICE_ID=$(printf '%s' \"$RESP\" | {extract.format('invoice_id')})",
-            f"  3. curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
+            f'  3. echo "{api}/checkout/$SESSION_ID#token=$TOKEN"   # the checkout page, for a browser',
+            f"  4. pay as the customer's bank app: the buttons of {sim}/_sim/bank in a browser, or",
+            f"     curl -s -X POST {sim}/_sim/pay -H 'Content-Type: application/json' "
             '-d "{\\"invoice_id\\": \\"$INVOICE_ID\\"}"',
-            f'  4. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
-            "  5. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
-            f"  6. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
+            f'  5. curl -s {api}/payments/$SESSION_ID -H "Authorization: Bearer $TOKEN"   # PROCESSED',
+            "  6. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
+            f"  7. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
             f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
         ]
         return lines

@@ -1,17 +1,22 @@
-"""Shared test helpers: HTTP API events from events/*.json, a Lambda context, and handler calls.
+"""Shared test helpers: HTTP API events from events/*.json, a Lambda context, handler calls,
+creating a payment, overriding a handler's use case, and the QPay simulator's control API.
 
-Tests import handlers as `functions.<name>.app`, the module names the local stack uses too.
+Tests import handlers as `functions.<name>.app`.
 """
 
 import copy
 import importlib
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -80,13 +85,92 @@ def webhook_event(callback_url: str, *, method: str = "GET", body: Any = None, *
 
 
 def invoke(function_dir: str, event: dict[str, Any]) -> tuple[int, Any]:
-    """Call a handler; returns (status, parsed JSON body or text)."""
+    """Call a handler; returns (status, parsed JSON body or text). One at a time: Powertools shares
+    the current event between every resolver of a process (BaseRouter.current_event)."""
     response = handler(function_dir).lambda_handler(event, LambdaContext(function_name=function_dir))
     body = response.get("body", "")
     content_type = {k.lower(): v for k, v in (response.get("headers") or {}).items()}.get("content-type", "")
     if "json" in content_type and body:
         body = json.loads(body)
     return response["statusCode"], body
+
+
+def create_payment(
+    amount: int = 15000,
+    *,
+    user_id: str = "alice",
+    headers: dict[str, str] | None = None,
+    expected: tuple[int, ...] = (201,),
+    **fields: Any,
+) -> dict[str, Any]:
+    """POST /payments through the handler; the created session's body."""
+    status, body = invoke(
+        "create_payment", create_event({"amount": amount, **fields}, user_id=user_id, headers=headers)
+    )
+    assert status in expected, body
+    return body
+
+
+@contextmanager
+def overridden(function_dir: str, dependency: Callable[[], Any], replacement: Any) -> Iterator[None]:
+    """Serve one handler with another use case object (Powertools dependency_overrides)."""
+    resolver = handler(function_dir).lambda_handler.resolver
+    resolver.dependency_overrides[dependency] = lambda: replacement
+    try:
+        yield
+    finally:
+        resolver.dependency_overrides.pop(dependency, None)
+
+
+def settlement_with(**options: Any) -> Any:
+    """A Settlement of the current environment's graph with test options (fault_hook, lease)."""
+    from qpay_common import dependencies
+    from qpay_common.events import EventPublisher
+    from qpay_common.settlement import Settlement
+
+    return Settlement(
+        dependencies.credentials(),
+        dependencies.repository(),
+        dependencies.qpay_client(),
+        EventPublisher(dependencies.settings()),
+        **options,
+    )
+
+
+class SimulatorControl:
+    """The QPay simulator's control API (/_sim/...), as tests drive it."""
+
+    def __init__(self, base_url: str, *, callback_by_default: bool = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.callback_by_default = callback_by_default
+
+    def post(self, path: str, body: Any = None, timeout: float = 60) -> Any:
+        response = requests.post(
+            f"{self.base_url}{path}", json=body if body is not None else {}, timeout=timeout
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def pay(self, invoice_id: str, **options: Any) -> dict[str, Any]:
+        """The customer pays (and QPay calls back, unless callback=False)."""
+        options.setdefault("callback", self.callback_by_default)
+        return self.post("/_sim/pay", {"invoice_id": invoice_id, **options})
+
+    def faults(self, *rules: dict[str, Any]) -> None:
+        self.post("/_sim/faults", {"rules": list(rules)})
+
+    def reset(self) -> None:
+        self.post("/_sim/reset")
+
+    def calls(self, key: str) -> int:
+        stats = requests.get(f"{self.base_url}/_sim/stats", timeout=10).json()
+        return int(stats["calls"].get(key, 0))
+
+    def invoice(self, invoice_id: str) -> dict[str, Any]:
+        return requests.get(f"{self.base_url}/_sim/invoices/{invoice_id}", timeout=10).json()
+
+    def callback_url(self, invoice_id: str) -> str:
+        return str(self.invoice(invoice_id)["callback_url"])
 
 
 def cancel_event(session_id: str, *, user_id: str = "alice") -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from qpay_common import dependencies
 from qpay_common.api import caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.cancellation import Cancellation
 
 router = Router()
 
@@ -21,8 +23,11 @@ router = Router()
         **error_responses(400, 401, 404, 409, 500),
     },
 )
-def cancel_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
-    session = dependencies.payments_service().cancel_payment(caller_user_id(router), session_id)
+def cancel_payment(
+    session_id: Annotated[str, Path(max_length=64)],
+    cancellation: Annotated[Cancellation, Depends(dependencies.cancellation)],
+) -> PaymentView:
+    session = cancellation.cancel(caller_user_id(router), session_id)
     return PaymentView.from_session(session)
 
 

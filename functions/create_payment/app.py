@@ -2,13 +2,14 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 
 from qpay_common import dependencies
 from qpay_common.api import caller_user_id, http_handler, public_base_url
 from qpay_common.api_models import CreatePaymentRequest, PaymentCreated, error_responses
+from qpay_common.creation import PaymentCreation
 
 router = Router()
 
@@ -25,11 +26,12 @@ router = Router()
 )
 def create_payment(
     request: Annotated[CreatePaymentRequest, Body()],
+    creation: Annotated[PaymentCreation, Depends(dependencies.payment_creation)],
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
     ] = None,
 ) -> Response[PaymentCreated]:
-    session, created = dependencies.payments_service().create_payment(
+    session, created = creation.create_payment(
         user_id=caller_user_id(router),
         request=request,
         callback_base_url=public_base_url(router, dependencies.settings().public_base_url),

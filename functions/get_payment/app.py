@@ -1,13 +1,16 @@
-"""GET /payments/{session_id}: the caller's own payment session (asks QPay, throttled, while PENDING)."""
+"""GET /payments/{session_id}: the caller's own payment session (asks QPay, throttled, while PENDING).
+With `?include=qr`, also the QR code and bank app links, for a checkout page that has only the id."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from qpay_common import dependencies
 from qpay_common.api import caller_user_id, http_handler
-from qpay_common.api_models import PaymentView, error_responses
+from qpay_common.api_models import PaymentView, PaymentWithQr, error_responses
+from qpay_common.queries import Queries
 
 router = Router()
 
@@ -16,12 +19,21 @@ router = Router()
     "/payments/<session_id>",
     summary="Read a payment",
     responses={
-        200: {"description": "The session", "content": {"application/json": {"model": PaymentView}}},
+        200: {
+            "description": "The session (with `include=qr`, its QR code and bank app links while PENDING)",
+            "content": {"application/json": {"model": PaymentWithQr}},
+        },
         **error_responses(400, 401, 404, 500),
     },
 )
-def get_payment(session_id: Annotated[str, Path(max_length=64)]) -> PaymentView:
-    session = dependencies.payments_service().get_payment(caller_user_id(router), session_id)
+def get_payment(
+    session_id: Annotated[str, Path(max_length=64)],
+    queries: Annotated[Queries, Depends(dependencies.queries)],
+    include: Annotated[Literal["qr"] | None, Query()] = None,
+) -> PaymentView | PaymentWithQr:
+    session = queries.get_payment(caller_user_id(router), session_id)
+    if include == "qr":
+        return PaymentWithQr.from_session(session)
     return PaymentView.from_session(session)
 
 

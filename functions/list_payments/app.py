@@ -2,12 +2,14 @@
 
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from qpay_common import dependencies
 from qpay_common.api import caller_user_id, http_handler
 from qpay_common.api_models import PaymentList, PaymentView, error_responses
+from qpay_common.queries import Queries
 
 router = Router()
 
@@ -21,12 +23,11 @@ router = Router()
     },
 )
 def list_payments(
+    queries: Annotated[Queries, Depends(dependencies.queries)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> PaymentList:
-    sessions, next_cursor = dependencies.payments_service().list_payments(
-        caller_user_id(router), limit=limit, cursor=cursor
-    )
+    sessions, next_cursor = queries.list_payments(caller_user_id(router), limit=limit, cursor=cursor)
     return PaymentList(
         items=[PaymentView.from_session(session) for session in sessions], next_cursor=next_cursor
     )

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common.api import build_resolver
 from qpay_common.api_models import error_responses
+from qpay_common.checkout_site import openapi_paths as checkout_paths
 from qpay_common.observability import logger
 
 ROUTED_FUNCTIONS = ("create_payment", "list_payments", "get_payment", "cancel_payment", "qpay_webhook")
@@ -55,6 +56,8 @@ def openapi_schema() -> dict[str, Any]:
             security=[{"jwt": []}],
         )
     )
+    # The checkout page's function serves static files without a resolver; it documents itself.
+    document.setdefault("paths", {}).update(checkout_paths())
     # Validation errors are answered 400 in the contract's shape, never Powertools' 422.
     for operations in document.get("paths", {}).values():
         for operation in operations.values():

@@ -6,7 +6,7 @@ QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates include
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
@@ -14,6 +14,7 @@ from qpay_common import dependencies
 from qpay_common.api import http_handler
 from qpay_common.api_models import error_responses
 from qpay_common.observability import logger
+from qpay_common.settlement import Settlement
 
 router = Router()
 
@@ -32,12 +33,13 @@ router = Router()
     },
 )
 def qpay_callback(
+    settlement: Annotated[Settlement, Depends(dependencies.settlement)],
     session_id: Annotated[str | None, Query(max_length=64)] = None,
     token: Annotated[str | None, Query(max_length=128)] = None,
     qpay_payment_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response[str]:
     logger.info("QPay callback", extra={"qpay_payment_id": qpay_payment_id})
-    dependencies.payments_service().handle_callback(session_id, token)
+    settlement.handle_callback(session_id, token)
     return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="SUCCESS")
 
 

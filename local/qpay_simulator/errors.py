@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from qpay_common.qpay_codes import QPayErrorCode
+
 
 class QPayError(Exception):
     """A refusal, with the HTTP status and the exact error body QPay would send."""
@@ -44,17 +46,17 @@ def in_form(body: dict[str, Any], form: str) -> dict[str, Any]:
     return {form: code, "message": body.get("message", "")}
 
 
-def qpay_error(status: int, code: str, message: str) -> QPayError:
-    return QPayError(status, {"error": code, "message": message})
+def qpay_error(status: int, code: QPayErrorCode | str, message: str) -> QPayError:
+    return QPayError(status, {"error": str(code), "message": message})
 
 
 def object_data_error(message: str) -> QPayError:
     """A request field QPay cannot use: OBJECT_DATA_ERROR is in QPay's documented code list."""
-    return qpay_error(400, "OBJECT_DATA_ERROR", message)
+    return qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, message)
 
 
 def invalid_amount(message: str) -> QPayError:
-    return qpay_error(400, "INVALID_AMOUNT", message)
+    return qpay_error(400, QPayErrorCode.INVALID_AMOUNT, message)
 
 
 def control_error(message: str) -> QPayError:

@@ -21,6 +21,7 @@ from typing import Any
 
 from local.qpay_simulator.errors import invalid_amount, object_data_error, qpay_error
 from local.qpay_simulator.records import InvoiceTerms, cents
+from qpay_common.qpay_codes import QPayErrorCode
 
 MAX_INVOICE_AMOUNT = Decimal(1_000_000_000)
 LINE_DESCRIPTION_MAX = 255
@@ -190,7 +191,7 @@ def parse_terms(body: dict[str, Any], lines_required: bool) -> InvoiceTerms:
     has_amount = body.get("amount") is not None
     if not raw_lines and (lines_required or not has_amount):
         # Ebarimt 3.0 invoices need lines; other invoices need lines or an amount.
-        raise qpay_error(400, "INVOICE_LINE_REQUIRED", "Invoice lines are required")
+        raise qpay_error(400, QPayErrorCode.INVOICE_LINE_REQUIRED, "Invoice lines are required")
 
     lines: list[dict[str, Any]] = []
     gross = discount = surcharge = tax = Decimal(0)
@@ -211,7 +212,7 @@ def parse_terms(body: dict[str, Any], lines_required: bool) -> InvoiceTerms:
         if total <= 0:
             raise invalid_amount("The lines add up to nothing to pay")
     if total > MAX_INVOICE_AMOUNT:
-        raise qpay_error(400, "MAX_AMOUNT_ERR", f"Amount exceeds {MAX_INVOICE_AMOUNT}")
+        raise qpay_error(400, QPayErrorCode.MAX_AMOUNT_ERR, f"Amount exceeds {MAX_INVOICE_AMOUNT}")
 
     allow_partial = flag(body, "allow_partial")
     allow_exceed = flag(body, "allow_exceed")

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.qpay_simulator.bank_app_page import PageAsset, find_asset
 from local.qpay_simulator.callbacks import deliver_callback
 from local.qpay_simulator.errors import QPayError, in_form, qpay_error
 from local.qpay_simulator.state import (
@@ -28,6 +29,7 @@ from local.qpay_simulator.state import (
     SimulatorState,
     TokenPolicy,
 )
+from qpay_common.qpay_codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 
@@ -56,9 +58,9 @@ class Call:
         try:
             body = json.loads(self.raw_body)
         except ValueError:
-            raise qpay_error(400, "OBJECT_DATA_ERROR", "Request body is not valid JSON") from None
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise qpay_error(400, "OBJECT_DATA_ERROR", "Request body must be a JSON object")
+            raise qpay_error(400, QPayErrorCode.OBJECT_DATA_ERROR, "Request body must be a JSON object")
         return body
 
 
@@ -86,7 +88,9 @@ def _authorization(headers: Message, scheme: str) -> str | None:
 def _issue_token(call: Call) -> Payload:
     encoded = _authorization(call.headers, "basic")
     if encoded is None:
-        raise qpay_error(401, "NO_CREDENDIALS", "Basic credentials are required")  # sic, as QPay spells it
+        raise qpay_error(
+            401, QPayErrorCode.NO_CREDENDIALS, "Basic credentials are required"
+        )  # sic, as QPay spells it
     try:
         client_id, _, client_secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
@@ -154,6 +158,7 @@ ROUTES = (
     Route("DELETE", "/_sim/faults", lambda c: c.state.clear_faults()),
     Route("GET", "/_sim/stats", lambda c: c.state.stats()),
     Route("POST", "/_sim/reset", lambda c: c.state.reset()),
+    Route("GET", "/_sim/invoices", lambda c: c.state.list_invoices()),
     Route("GET", "/_sim/invoices/{id}", lambda c: c.state.invoice_view(c.id)),
     Route("POST", "/_sim/config", lambda c: c.state.configure(c.json())),
     Route("GET", "/_sim/config", lambda c: c.state.configure({})),
@@ -208,6 +213,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
+        if (asset := find_asset(self.command, path)) is not None:
+            self._send_asset(asset)
+            return
         route, params = _find_route(self.command, path)
         decision = FaultDecision()
         if not path.startswith(CONTROL_PREFIX):
@@ -285,6 +293,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             logger.debug("client went away before the response to %s", self.command)
+
+    def _send_asset(self, asset: PageAsset) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", asset.content_type)
+            self.send_header("Content-Length", str(len(asset.body)))
+            for name, value in asset.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(asset.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Without the query string: merchants' URLs may carry secrets there.

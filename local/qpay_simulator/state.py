@@ -35,6 +35,7 @@ from local.qpay_simulator.invoice_form import (
 )
 from local.qpay_simulator.qr import bank_app_links, build_qr_text, qr_png_base64
 from local.qpay_simulator.records import Invoice, Payment, Receipt, cents
+from qpay_common.qpay_codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 
@@ -350,7 +351,7 @@ class SimulatorState:
         id_ok = hmac.compare_digest(client_id.encode(), self.client_id.encode())
         secret_ok = hmac.compare_digest(client_secret.encode(), self._client_secret.encode())
         if not (id_ok and secret_ok):
-            raise qpay_error(401, "AUTHENTICATION_FAILED", "Invalid client credentials")
+            raise qpay_error(401, QPayErrorCode.AUTHENTICATION_FAILED, "Invalid client credentials")
 
     def issue_token(self, policy: TokenPolicy) -> dict[str, Any]:
         now = time.time()
@@ -397,14 +398,16 @@ class SimulatorState:
         with self._lock:
             expires_at = self._refresh_tokens.get(refresh_token or "")
         if expires_at is None or expires_at <= time.time():
-            raise qpay_error(401, "AUTHENTICATION_FAILED", "Refresh token is invalid or expired")
+            raise qpay_error(401, QPayErrorCode.AUTHENTICATION_FAILED, "Refresh token is invalid or expired")
         return self.issue_token(policy)
 
     def require_access_token(self, access_token: str | None) -> None:
         with self._lock:
             expires_at = self._access_tokens.get(access_token or "")
         if expires_at is None or expires_at <= time.time():
-            raise qpay_error(401, "AUTHENTICATION_FAILED", "Access token is missing, invalid or expired")
+            raise qpay_error(
+                401, QPayErrorCode.AUTHENTICATION_FAILED, "Access token is missing, invalid or expired"
+            )
 
     def expire_tokens(self, body: dict[str, Any]) -> dict[str, Any]:
         include_refresh = body.get("refresh_tokens", False)
@@ -422,7 +425,7 @@ class SimulatorState:
     def create_invoice(self, body: dict[str, Any]) -> dict[str, Any]:
         invoice_code = body.get("invoice_code")
         if invoice_code not in (self.invoice_code, self.ebarimt_invoice_code):
-            raise qpay_error(400, "INVOICE_CODE_INVALID", "Invoice code is invalid")
+            raise qpay_error(400, QPayErrorCode.INVOICE_CODE_INVALID, "Invoice code is invalid")
         is_ebarimt = invoice_code == self.ebarimt_invoice_code
         sender_invoice_no = _required_text(body, "sender_invoice_no", SENDER_INVOICE_NO_MAX)
         receiver_code = _required_text(body, "invoice_receiver_code", RECEIVER_CODE_MAX)
@@ -480,9 +483,9 @@ class SimulatorState:
         with self._lock:
             invoice = self._invoice_or_404(invoice_id)
             if invoice.status == "CANCELLED":
-                raise qpay_error(400, "INVOICE_ALREADY_CANCELED", "Invoice is already cancelled")
+                raise qpay_error(400, QPayErrorCode.INVOICE_ALREADY_CANCELED, "Invoice is already cancelled")
             if invoice.status == "CLOSED":
-                raise qpay_error(400, "INVOICE_PAID", "Invoice is paid and cannot be cancelled")
+                raise qpay_error(400, QPayErrorCode.INVOICE_PAID, "Invoice is paid and cannot be cancelled")
             invoice.status = "CANCELLED"
         logger.info("invoice %s cancelled", invoice_id)
         return {}
@@ -490,7 +493,7 @@ class SimulatorState:
     def _invoice_or_404(self, invoice_id: str) -> Invoice:
         invoice = self._invoices.get(invoice_id)
         if invoice is None:
-            raise qpay_error(404, "INVOICE_NOTFOUND", "Invoice not found")
+            raise qpay_error(404, QPayErrorCode.INVOICE_NOTFOUND, "Invoice not found")
         return invoice
 
     def _payments_of(self, invoice: Invoice) -> list[Payment]:
@@ -503,7 +506,7 @@ class SimulatorState:
 
     def check_payments(self, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("object_type") != "INVOICE":
-            raise qpay_error(400, "INVALID_OBJECT_TYPE", "object_type must be INVOICE")
+            raise qpay_error(400, QPayErrorCode.INVALID_OBJECT_TYPE, "object_type must be INVOICE")
         invoice_id = _required_text(body, "object_id")
         page_number, page_limit = _page(body)
         with self._lock:
@@ -525,7 +528,9 @@ class SimulatorState:
     def list_payments(self, body: dict[str, Any]) -> dict[str, Any]:
         object_type = body.get("object_type")
         if object_type not in _LIST_OBJECT_TYPES:
-            raise qpay_error(400, "INVALID_OBJECT_TYPE", "object_type must be INVOICE, MERCHANT or QR")
+            raise qpay_error(
+                400, QPayErrorCode.INVALID_OBJECT_TYPE, "object_type must be INVOICE, MERCHANT or QR"
+            )
         start_date = parse_moment(body.get("start_date"), "start_date", end_of_day=False)
         end_date = parse_moment(body.get("end_date"), "end_date", end_of_day=True)
         page_number, page_limit = _page(body)
@@ -577,11 +582,15 @@ class SimulatorState:
             payment = self._payment_or_404(payment_id)
             if payment.payment_type != "CARD":
                 # The code is the simulator's choice: QPay documents these endpoints as card-only.
-                raise qpay_error(400, "PAYMENT_NOT_CARD", "Only card payments can be cancelled or refunded")
+                raise qpay_error(
+                    400, QPayErrorCode.PAYMENT_NOT_CARD, "Only card payments can be cancelled or refunded"
+                )
             if payment.status in ("CANCELLED", "REFUNDED"):
-                raise qpay_error(400, "PAYMENT_ALREADY_CANCELED", f"Payment is already {payment.status}")
+                raise qpay_error(
+                    400, QPayErrorCode.PAYMENT_ALREADY_CANCELED, f"Payment is already {payment.status}"
+                )
             if payment.status != "PAID":
-                raise qpay_error(400, "PAYMENT_NOT_PAID", f"Payment is {payment.status}")
+                raise qpay_error(400, QPayErrorCode.PAYMENT_NOT_PAID, f"Payment is {payment.status}")
             payment.status = new_status
             payment.status_changed_at = datetime.now(UTC)
         logger.info("payment %s %s", payment_id, new_status.lower())
@@ -590,7 +599,7 @@ class SimulatorState:
     def _payment_or_404(self, payment_id: str) -> Payment:
         payment = self._payments.get(payment_id)
         if payment is None:
-            raise qpay_error(404, "PAYMENT_NOTFOUND", "Payment not found")
+            raise qpay_error(404, QPayErrorCode.PAYMENT_NOTFOUND, "Payment not found")
         return payment
 
     # Ebarimt 3.0
@@ -610,7 +619,7 @@ class SimulatorState:
             )
             if receipt is None:
                 # The code is the simulator's choice: the spec lists this endpoint without its errors.
-                raise qpay_error(404, "EBARIMT_NOTFOUND", "No ebarimt with this id")
+                raise qpay_error(404, QPayErrorCode.EBARIMT_NOTFOUND, "No ebarimt with this id")
             return shapes.receipt_legacy(receipt, self.client_id)
 
     def _register_receipt(
@@ -640,13 +649,15 @@ class SimulatorState:
         classification_code = _optional_text(body, "classification_code")
         with self._lock:
             if not self._ebarimt_registered:
-                raise qpay_error(400, "EBARIMT_NOT_REGISTERED", "Merchant is not registered for ebarimt")
+                raise qpay_error(
+                    400, QPayErrorCode.EBARIMT_NOT_REGISTERED, "Merchant is not registered for ebarimt"
+                )
             payment = self._payment_or_404(payment_id)
             existing = self._receipts.get(payment_id)
             if existing is not None and existing.status == "REGISTERED":
                 return render(existing, self.client_id)
             if payment.status != "PAID":
-                raise qpay_error(400, "PAYMENT_NOT_PAID", f"Payment is {payment.status}")
+                raise qpay_error(400, QPayErrorCode.PAYMENT_NOT_PAID, f"Payment is {payment.status}")
             invoice = self._invoices[payment.invoice_id]
             status = barimt_status or "REGISTERED"
             receipt = self._new_receipt(
@@ -778,7 +789,7 @@ class SimulatorState:
             receipt = self._receipts.get(payment_id)
             if receipt is None:
                 # As the qpay-sdk docs list it for a payment without a receipt.
-                raise qpay_error(400, "EBARIMT_NOT_REGISTERED", "No ebarimt for this payment")
+                raise qpay_error(400, QPayErrorCode.EBARIMT_NOT_REGISTERED, "No ebarimt for this payment")
             if receipt.status != "CANCELED":
                 receipt.status = "CANCELED"  # one L, as the recorded cancel answer spells it
                 receipt.status_at = datetime.now(UTC)
@@ -833,18 +844,22 @@ class SimulatorState:
         terms = invoice.terms
         if terms.expires_at is not None and datetime.now(UTC) > terms.expires_at:
             # The code is the simulator's: this is the customer's bank app refusing, not a QPay answer.
-            raise qpay_error(400, "INVOICE_EXPIRED", "The invoice expired at its expiry_date")
+            raise qpay_error(400, QPayErrorCode.INVOICE_EXPIRED, "The invoice expired at its expiry_date")
         remaining = max(invoice.amount - paid, Decimal(0))
         if terms.allow_partial:
             if terms.minimum_amount is not None and amount < min(terms.minimum_amount, remaining):
-                raise qpay_error(400, "MIN_AMOUNT_ERR", f"Pay at least {terms.minimum_amount}")
+                raise qpay_error(400, QPayErrorCode.MIN_AMOUNT_ERR, f"Pay at least {terms.minimum_amount}")
         elif terms.partial_stated and amount < remaining:
-            raise qpay_error(400, "MIN_AMOUNT_ERR", "This invoice does not allow partial payment")
+            raise qpay_error(400, QPayErrorCode.MIN_AMOUNT_ERR, "This invoice does not allow partial payment")
         if terms.allow_exceed:
             if terms.maximum_amount is not None and paid + amount > terms.maximum_amount:
-                raise qpay_error(400, "MAX_AMOUNT_ERR", f"Pay at most {terms.maximum_amount} in total")
+                raise qpay_error(
+                    400, QPayErrorCode.MAX_AMOUNT_ERR, f"Pay at most {terms.maximum_amount} in total"
+                )
         elif terms.exceed_stated and amount > remaining:
-            raise qpay_error(400, "MAX_AMOUNT_ERR", "This invoice does not allow paying more than it asks")
+            raise qpay_error(
+                400, QPayErrorCode.MAX_AMOUNT_ERR, "This invoice does not allow paying more than it asks"
+            )
 
     def _new_payment_id(self, payment_type: str) -> str:
         # P2P payment ids are long numeric strings; the recorded card payment's is a UUID.
@@ -917,6 +932,25 @@ class SimulatorState:
             "ebarimt_receiver_type": receipt.receiver_type if receipt else None,
             "ebarimt_district_code": receipt.district_code if receipt else None,
         }
+
+    def list_invoices(self, limit: int = 100) -> dict[str, Any]:
+        """The newest invoices, for the bank app page: what a customer could still pay."""
+        with self._lock:
+            newest = sorted(self._invoices.values(), key=lambda invoice: invoice.created_at, reverse=True)
+            return {
+                "invoices": [
+                    {
+                        "invoice_id": invoice.invoice_id,
+                        "status": invoice.status,
+                        "sender_invoice_no": invoice.sender_invoice_no,
+                        "invoice_description": invoice.invoice_description,
+                        "amount": shapes.number(invoice.amount),
+                        "paid_amount": shapes.number(self._paid_sum(invoice)),
+                        "created_at": shapes.iso(invoice.created_at),
+                    }
+                    for invoice in newest[:limit]
+                ]
+            }
 
     def configure(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {"ebarimt_registered"}

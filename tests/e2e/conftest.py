@@ -17,10 +17,11 @@ import requests
 from local.dev_token import mint_token
 from local.endpoints import free_port, local_client
 from local.inspect import orders_for_session, read_events
+from tests.e2e.browser import SHOP_ORIGIN
 from tests.support import ROOT
 
 READY_LINE = "LOCAL STACK READY"
-START_TIMEOUT_SECONDS = 90
+START_TIMEOUT_SECONDS = 240
 
 
 @dataclass
@@ -124,7 +125,7 @@ def stop_stack(stack: Stack) -> int:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = start_stack({"SESSION_EXPIRY_MINUTES": "7"})
+    running = start_stack({"SESSION_EXPIRY_MINUTES": "7", "CHECKOUT_SHOP_ORIGINS": SHOP_ORIGIN})
     yield running
     stop_stack(running)
 

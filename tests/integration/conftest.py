@@ -7,14 +7,13 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from moto import mock_aws
 
 from local.endpoints import free_port, local_client
 from local.qpay_simulator import start_simulator
 from local.template import create_tables, load_template
 from qpay_common import dependencies
-from tests.support import TEMPLATE
+from tests.support import TEMPLATE, SimulatorControl
 
 REGION = "us-east-1"
 WEBHOOK_SECRET = "integration-webhook-secret"
@@ -27,38 +26,30 @@ def simulator() -> Iterator[Any]:
     handle.stop()
 
 
-class Sim:
-    """The simulator's control API, as a test sees it."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def post(self, path: str, body: Any = None) -> Any:
-        response = requests.post(f"{self.base_url}{path}", json=body if body is not None else {}, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def pay(self, invoice_id: str, **options: Any) -> dict[str, Any]:
-        return self.post("/_sim/pay", {"invoice_id": invoice_id, "callback": False, **options})
-
-    def faults(self, *rules: dict[str, Any]) -> None:
-        self.post("/_sim/faults", {"rules": list(rules)})
-
-    def calls(self, key: str) -> int:
-        stats = requests.get(f"{self.base_url}/_sim/stats", timeout=10).json()
-        return int(stats["calls"].get(key, 0))
-
-    def invoice(self, invoice_id: str) -> dict[str, Any]:
-        return requests.get(f"{self.base_url}/_sim/invoices/{invoice_id}", timeout=10).json()
-
-    def callback_url(self, invoice_id: str) -> str:
-        return str(self.invoice(invoice_id)["callback_url"])
+@pytest.fixture(scope="module")
+def own_simulator() -> Iterator[Any]:
+    """A module's own simulator with the default credentials, so the shared one is untouched."""
+    handle = start_simulator(port=0)
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture
-def sim(simulator: Any) -> Sim:
-    requests.post(f"{simulator.base_url}/_sim/reset", timeout=10).raise_for_status()
-    return Sim(simulator.base_url)
+def merchant(own_simulator: Any) -> Any:
+    """A minimal QPay merchant client of `own_simulator`, reset."""
+    from tests.integration.test_qpay_simulator import Merchant
+
+    merchant = Merchant(own_simulator.base_url)
+    assert merchant.sim("POST", "/reset").status_code == 200
+    return merchant
+
+
+@pytest.fixture
+def sim(simulator: Any) -> SimulatorControl:
+    """A reset simulator; in process there is no API to call back, so payments default to none."""
+    control = SimulatorControl(simulator.base_url, callback_by_default=False)
+    control.reset()
+    return control
 
 
 @pytest.fixture

@@ -1,22 +1,32 @@
 """Status, cancel, listing and Idempotency-Key (ARCHITECTURE sections 2 and 3)."""
 
+from urllib.parse import urlencode
+
 import pytest
 
-from tests.support import cancel_event, create_event, get_event, invoke, list_event, webhook_event
+from tests.support import (
+    cancel_event,
+    create_event,
+    create_payment,
+    get_event,
+    invoke,
+    list_event,
+    webhook_event,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def create(amount=15000, user_id="alice", headers=None, **extra):
-    status, body = invoke(
-        "create_payment", create_event({"amount": amount, **extra}, user_id=user_id, headers=headers)
-    )
-    assert status in (200, 201), body
-    return body
+    return create_payment(amount, user_id=user_id, headers=headers, expected=(200, 201), **extra)
 
 
-def read(session_id, user_id="alice"):
-    return invoke("get_payment", get_event(session_id, user_id=user_id))
+def read(session_id, user_id="alice", **query):
+    event = get_event(session_id, user_id=user_id)
+    if query:
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = urlencode(query)
+    return invoke("get_payment", event)
 
 
 def let_expire(aws, session_id):
@@ -151,6 +161,54 @@ class TestStatus:
             "order_id",
             "ebarimt",
         }
+
+
+class TestCheckoutView:
+    """What a checkout page that knows only the session id needs: `?include=qr`."""
+
+    def test_include_qr_gives_the_qr_and_bank_links_of_the_create_answer_while_pending(self, aws, sim):
+        created = create(description="Order #9")
+
+        status, view = read(created["session_id"], include="qr")
+
+        assert status == 200
+        assert view["status"] == "PENDING"
+        assert view["description"] == "Order #9"
+        assert (view["qr_text"], view["qr_image"], view["short_url"]) == (
+            created["qr_text"],
+            created["qr_image"],
+            created["short_url"],
+        )
+        assert view["deeplinks"] == created["deeplinks"]
+        assert len(view["deeplinks"]) > 1
+
+    def test_a_plain_read_carries_no_qr(self, aws, sim):
+        created = create(description="Order #9")
+
+        status, view = read(created["session_id"])
+
+        assert status == 200
+        assert view["description"] == "Order #9"
+        assert not {"qr_text", "qr_image", "deeplinks"} & set(view)
+
+    def test_a_closed_session_shows_no_qr_even_when_asked(self, aws, sim):
+        created = create()
+        invoke("cancel_payment", cancel_event(created["session_id"]))
+
+        status, view = read(created["session_id"], include="qr")
+
+        assert status == 200
+        assert view["status"] == "CANCELLED"
+        assert view["qr_image"] is None
+        assert view["deeplinks"] is None
+
+    def test_an_unknown_include_is_400(self, aws, sim):
+        created = create()
+
+        status, body = read(created["session_id"], include="everything")
+
+        assert status == 400
+        assert body["error"]["code"] == "VALIDATION_ERROR"
 
 
 class TestCancel:

@@ -8,19 +8,15 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from tests.support import create_event, get_event, invoke, webhook_event
+from tests.support import create_payment, get_event, invoke, webhook_event
 
 pytestmark = pytest.mark.integration
 
 
-def create(amount=15000, **extra):
-    status, body = invoke("create_payment", create_event({"amount": amount, **extra}))
-    assert status == 201, body
-    return body
-
-
 def test_create_answers_201_with_a_decodable_qr_and_a_pending_session(aws, sim):
-    body = create(description="Order #123", items=[{"name": "Tea", "quantity": 2, "unit_price": 7500}])
+    body = create_payment(
+        description="Order #123", items=[{"name": "Tea", "quantity": 2, "unit_price": 7500}]
+    )
 
     assert body["status"] == "PENDING"
     assert body["amount"] == 15000
@@ -41,7 +37,7 @@ def test_create_answers_201_with_a_decodable_qr_and_a_pending_session(aws, sim):
 
 
 def test_paid_callback_ends_processed_with_one_order_and_one_event(aws, sim):
-    created = create()
+    created = create_payment()
     payment = sim.pay(created["invoice_id"])
 
     status, answer = invoke(
@@ -66,7 +62,7 @@ def test_paid_callback_ends_processed_with_one_order_and_one_event(aws, sim):
 
 
 def test_the_tenth_duplicate_callback_changes_nothing_and_asks_qpay_nothing(aws, sim):
-    created = create()
+    created = create_payment()
     payment = sim.pay(created["invoice_id"])
     event = webhook_event(sim.callback_url(created["invoice_id"]), qpay_payment_id=payment["payment_id"])
     invoke("qpay_webhook", event)
@@ -81,7 +77,7 @@ def test_the_tenth_duplicate_callback_changes_nothing_and_asks_qpay_nothing(aws,
 
 
 def test_post_callbacks_with_a_json_body_are_accepted_too(aws, sim):
-    created = create()
+    created = create_payment()
     payment = sim.pay(created["invoice_id"])
 
     status, answer = invoke(
@@ -97,7 +93,7 @@ def test_post_callbacks_with_a_json_body_are_accepted_too(aws, sim):
 
 def test_a_callback_before_payment_changes_nothing(aws, sim):
     # The webhook body is a hint: QPay's payment check says nothing is paid yet.
-    created = create()
+    created = create_payment()
 
     status, answer = invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
 
@@ -107,7 +103,7 @@ def test_a_callback_before_payment_changes_nothing(aws, sim):
 
 
 def test_wrong_or_missing_token_is_401_and_asks_qpay_nothing(aws, sim):
-    created = create()
+    created = create_payment()
     url = sim.callback_url(created["invoice_id"])
     sim.pay(created["invoice_id"])
     forged = url.split("&token=")[0] + "&token=forged"
@@ -138,7 +134,7 @@ def test_unknown_session_with_a_valid_token_is_404(aws, sim):
 
 
 def test_under_payment_fails_with_amount_mismatch_and_no_order(aws, sim):
-    created = create(amount=15000)
+    created = create_payment(amount=15000)
     sim.pay(created["invoice_id"], amount=10000)
 
     status, _ = invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
@@ -152,7 +148,7 @@ def test_under_payment_fails_with_amount_mismatch_and_no_order(aws, sim):
 
 
 def test_a_top_up_completing_the_amount_is_still_fulfilled(aws, sim):
-    created = create(amount=15000)
+    created = create_payment(amount=15000)
     sim.pay(created["invoice_id"], amount=10000)
     invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
     sim.pay(created["invoice_id"], amount=5000)
@@ -166,7 +162,7 @@ def test_a_top_up_completing_the_amount_is_still_fulfilled(aws, sim):
 
 
 def test_over_payment_is_accepted_and_recorded(aws, sim):
-    created = create(amount=15000)
+    created = create_payment(amount=15000)
     sim.pay(created["invoice_id"], amount=20000)
 
     invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))
@@ -177,7 +173,7 @@ def test_over_payment_is_accepted_and_recorded(aws, sim):
 
 
 def test_another_users_session_reads_as_not_found(aws, sim):
-    created = create()
+    created = create_payment()
 
     status, body = invoke("get_payment", get_event(created["session_id"], user_id="bob"))
 
@@ -188,7 +184,7 @@ def test_another_users_session_reads_as_not_found(aws, sim):
 def test_an_event_bus_failure_leaves_the_session_paid_and_a_retry_finishes_it(aws, sim, monkeypatch):
     from qpay_common import dependencies
 
-    created = create()
+    created = create_payment()
     sim.pay(created["invoice_id"])
     callback = webhook_event(sim.callback_url(created["invoice_id"]))
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")

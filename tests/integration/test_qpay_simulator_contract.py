@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from local.qpay_simulator import SimulatorHandle, start_simulator
+from tests.support import SimulatorControl
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +80,9 @@ class Shop:
         return self.ok("POST", "/invoice", {k: v for k, v in body.items() if v is not None})
 
     def pay(self, invoice_id: str, **fields: Any) -> str:
-        response = self.http.post(
-            f"{self.base_url}/_sim/pay",
-            json={"invoice_id": invoice_id, "callback": False, **fields},
-            timeout=10,
+        return str(
+            SimulatorControl(self.base_url, callback_by_default=False).pay(invoice_id, **fields)["payment_id"]
         )
-        assert response.status_code == 200, response.text
-        return response.json()["payment_id"]
 
     def check(self, invoice_id: str) -> dict[str, Any]:
         return self.ok("POST", "/payment/check", {"object_type": "INVOICE", "object_id": invoice_id})

@@ -7,13 +7,11 @@ full form's totals, limits and expiry, the Ebarimt 3.0 invoice code and the lega
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from local.qpay_simulator import SimulatorHandle, start_simulator
 from tests.integration.test_qpay_simulator import Merchant, invoice_body
 
 pytestmark = pytest.mark.integration
@@ -27,20 +25,6 @@ TEA_LINE = {
     "surcharges": [{"description": "Delivery", "amount": 2000}],
     "taxes": [{"tax_code": "VAT", "description": "VAT", "amount": 500}],
 }
-
-
-@pytest.fixture(scope="module")
-def own_simulator() -> Iterator[SimulatorHandle]:
-    handle = start_simulator(port=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def merchant(own_simulator: SimulatorHandle) -> Merchant:
-    merchant = Merchant(own_simulator.base_url)
-    assert merchant.sim("POST", "/reset").status_code == 200
-    return merchant
 
 
 def full_form(**overrides: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from qpay_client.v2 import schemas as qpc
 from qpay_client.v2.enums import ObjectType, PaymentStatus, TransactionType
 
 from local.qpay_simulator import SimulatorHandle, start_simulator
+from tests.support import SimulatorControl
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +62,9 @@ class Customer:
         self.http.trust_env = False
 
     def pay(self, invoice_id: str, **fields: Any) -> str:
-        response = self.http.post(
-            f"{self.base_url}/_sim/pay",
-            json={"invoice_id": invoice_id, "callback": False, **fields},
-            timeout=10,
+        return str(
+            SimulatorControl(self.base_url, callback_by_default=False).pay(invoice_id, **fields)["payment_id"]
         )
-        assert response.status_code == 200, response.text
-        return response.json()["payment_id"]
 
     def revoke_tokens(self) -> None:
         self.http.post(f"{self.base_url}/_sim/tokens/expire", json={}, timeout=10).raise_for_status()

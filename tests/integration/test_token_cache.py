@@ -3,6 +3,7 @@ and the simulator over HTTP."""
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,6 +13,7 @@ from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.qpay_models import InvoiceRequest
 from qpay_common.settings import load_settings
 from qpay_common.token_cache import TOKEN_KEY, QPayTokenProvider
+from tests.fakes import FixedClock
 
 pytestmark = pytest.mark.integration
 
@@ -87,10 +89,11 @@ def test_a_duration_expires_in_is_understood_and_refreshed_60_s_early(settings, 
     # 3600 s read as a duration: about an hour from now, not 1970.
     assert time.time() + 3500 < expires_at < time.time() + 3700
 
+    just_before_expiry = FixedClock(datetime.fromtimestamp(expires_at - 30, UTC))
     later = QPayTokenProvider(
-        CacheStore(settings, clock=lambda: expires_at - 30),
+        CacheStore(settings, clock=just_before_expiry),
         QPayAuthClient(cold_lambda(settings)[1], "TEST_MERCHANT", "sim-secret"),
-        clock=lambda: expires_at - 30,
+        clock=just_before_expiry,
     )
     later.get_token()
 

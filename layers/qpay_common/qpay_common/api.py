@@ -107,6 +107,8 @@ def http_handler(*routers: Router) -> LambdaHandler:
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
 
+    # Tests reach the resolver to override a use case: `resolver.dependency_overrides[...]`.
+    lambda_handler.resolver = app  # type: ignore[attr-defined]
     return lambda_handler
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from qpay_common.domain import PaymentSession
+from qpay_common.domain import PaymentSession, PaymentStatus
 from qpay_common.settings import MAX_PAYMENT_AMOUNT
 
 METADATA_MAX_BYTES = 4096
@@ -99,6 +99,7 @@ class PaymentView(BaseModel):
     amount: int
     paid_amount: int
     currency: str
+    description: str | None = None
     created_at: str
     expires_at: str | None
     paid_at: str | None
@@ -116,6 +117,7 @@ class PaymentView(BaseModel):
             amount=session.amount,
             paid_amount=session.paid_amount,
             currency=session.currency,
+            description=session.description,
             created_at=session.created_at,
             expires_at=session.expires_at,
             paid_at=session.paid_at,
@@ -127,6 +129,29 @@ class PaymentView(BaseModel):
                 receipt_id=session.ebarimt_receipt_id,
                 qr_data=session.ebarimt_qr_data,
             ),
+        )
+
+
+class PaymentWithQr(PaymentView):
+    """`GET /payments/{id}?include=qr`: also what the customer pays with, while the session is
+    PENDING (null afterwards, so a closed session's QR is not shown again)."""
+
+    qr_text: str | None = None
+    qr_image: str | None = Field(default=None, description="Base64 PNG")
+    short_url: str | None = None
+    deeplinks: list[DeeplinkOut] | None = None
+
+    @classmethod
+    def from_session(cls, session: PaymentSession) -> "PaymentWithQr":
+        view = PaymentView.from_session(session).model_dump()
+        if session.status != PaymentStatus.PENDING:
+            return cls(**view)
+        return cls(
+            **view,
+            qr_text=session.qr_text,
+            qr_image=session.qr_image,
+            short_url=session.short_url,
+            deeplinks=[DeeplinkOut.model_validate(link) for link in session.deeplinks],
         )
 
 

@@ -1,12 +1,11 @@
 """Short-lived keys in the cache table (where others use Redis). DynamoDB's TTL deletes items
 lazily, so readers also treat an item past its `expires_at` as absent."""
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.settings import Settings
 from qpay_common.tables import CacheItem, bind, warm_up
 
@@ -14,7 +13,7 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class CacheStore:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self._items = bind(CacheItem, settings.cache_table, settings)
         self._clock = clock
         warm_up(self._items)
@@ -25,7 +24,7 @@ class CacheStore:
             item = self._items.get(key, consistent_read=True)
         except self._items.DoesNotExist:
             return None
-        if item.expires_at <= self._clock():
+        if item.expires_at <= self._clock.epoch():
             return None
         return (item.data or {}), item.tag
 
@@ -36,7 +35,7 @@ class CacheStore:
         self, key: str, data: dict[str, Any], *, expires_at: float, tag: str | None = None
     ) -> bool:
         """True if this call created the key (or replaced an expired one TTL has not yet removed)."""
-        condition = self._items.pk.does_not_exist() | (self._items.expires_at <= int(self._clock()))
+        condition = self._items.pk.does_not_exist() | (self._items.expires_at <= int(self._clock.epoch()))
         try:
             self._items(pk=key, data=data, expires_at=int(expires_at), tag=tag).save(condition=condition)
         except PutError as exc:

@@ -1,6 +1,9 @@
-"""Composition root: builds the service graph once per Lambda container from settings.
+"""Composition root: builds the service graph once per execution environment from settings.
 
-Tests call reset() after changing the environment, or pass their own parts to the classes.
+Handlers ask for a use case with Powertools' `Depends(dependencies.<use case>)`, so a test
+overrides it per resolver (`app.dependency_overrides`) instead of changing shared objects. An
+environment serves one invocation at a time, but a scheduled job's thread pool shares the graph:
+the lock keeps it to one build.
 """
 
 import threading
@@ -9,19 +12,20 @@ from functools import cache, wraps
 from typing import Any, TypeVar
 
 from qpay_common.cache import CacheStore
+from qpay_common.cancellation import Cancellation
+from qpay_common.creation import PaymentCreation
 from qpay_common.credentials import QPayCredentials, load_credentials
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
-from qpay_common.payments import PaymentsService
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.queries import Queries
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import ScheduledJobs
 from qpay_common.settings import Settings, load_settings
+from qpay_common.settlement import Settlement
 from qpay_common.token_cache import QPayTokenProvider
 
 T = TypeVar("T")
-# One build even when threads (the local stack, a job's pool) ask at once: several graphs would
-# each create their own AWS clients, which is slow.
 _building = threading.RLock()
 
 
@@ -74,18 +78,35 @@ def repository() -> SessionsRepository:
 
 
 @once
-def payments_service() -> PaymentsService:
-    config = settings()
-    return PaymentsService(
-        config, credentials(), repository(), CacheStore(config), qpay_client(), EventPublisher(config)
-    )
+def cache_store() -> CacheStore:
+    return CacheStore(settings())
+
+
+@once
+def settlement() -> Settlement:
+    return Settlement(credentials(), repository(), qpay_client(), EventPublisher(settings()))
+
+
+@once
+def cancellation() -> Cancellation:
+    return Cancellation(repository(), qpay_client(), settlement())
+
+
+@once
+def payment_creation() -> PaymentCreation:
+    return PaymentCreation(settings(), credentials(), repository(), cache_store(), qpay_client())
+
+
+@once
+def queries() -> Queries:
+    return Queries(settings(), repository(), cache_store(), settlement(), cancellation())
 
 
 @once
 def scheduled_jobs() -> ScheduledJobs:
     config = settings()
     ebarimt = EbarimtService(config, repository(), qpay_client())
-    return ScheduledJobs(config, repository(), payments_service(), ebarimt)
+    return ScheduledJobs(config, repository(), settlement(), cancellation(), ebarimt)
 
 
 def reset() -> None:
@@ -94,7 +115,11 @@ def reset() -> None:
         credentials,
         qpay_client,
         repository,
-        payments_service,
+        cache_store,
+        settlement,
+        cancellation,
+        payment_creation,
+        queries,
         scheduled_jobs,
     )
     for cached in built:

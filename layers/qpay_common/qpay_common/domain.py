@@ -1,4 +1,5 @@
-"""The payment session and its state machine (ARCHITECTURE.md section 2)."""
+"""The payment session, its order and its statuses. The allowed transitions between statuses, and
+which scheduled jobs watch each one, are in state_machine.py."""
 
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -20,13 +21,6 @@ class PaymentStatus(StrEnum):
     FAILED = "FAILED"
 
 
-# States from which a verified payment moves the session to PAID. CANCELLED and EXPIRED are here
-# by policy A (a late payment is still honoured); FAILED because a top-up can complete the amount.
-PAYABLE_STATES = frozenset(
-    {PaymentStatus.PENDING, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED, PaymentStatus.FAILED}
-)
-LATE_STATES = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
-
 AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
 
 
@@ -38,10 +32,6 @@ class EbarimtStatus(StrEnum):
 
 
 CURRENCY = "MNT"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:

@@ -2,26 +2,32 @@
 receiver (personal data), idempotent (a receipt id present means done)."""
 
 import contextlib
-import time
 from typing import Any
 
+from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus
 from qpay_common.errors import QPayError, QPayRejected, StaleSession
 from qpay_common.observability import count, logger
 from qpay_common.qpay_client import QPayClient
+from qpay_common.qpay_codes import EBARIMT_PERMANENT
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
-from qpay_common.work_queues import EBARIMT_BACKOFF_SECONDS, backoff, not_ebarimt_due
-
-# QPay answers this when the merchant is not enabled for Ebarimt: retrying cannot help.
-PERMANENT_ERRORS = frozenset({"EBARIMT_NOT_REGISTERED"})
+from qpay_common.work_queues import EBARIMT_BACKOFF_SECONDS, EBARIMT_QUEUE, backoff
 
 
 class EbarimtService:
-    def __init__(self, settings: Settings, repository: SessionsRepository, qpay: QPayClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        repository: SessionsRepository,
+        qpay: QPayClient,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._settings = settings
         self._repository = repository
         self._qpay = qpay
+        self._clock = clock
 
     def register(self, session_id: str) -> str:
         """One attempt for one session; returns what happened, for the job's summary."""
@@ -37,23 +43,20 @@ class EbarimtService:
                 EbarimtStatus.SKIPPED,
             )
         ):
-            self._update(session, not_ebarimt_due())
+            self._stop_watching(session)
             return "not_due"
         if not self._settings.ebarimt_enabled:
-            self._update(session, {"ebarimt_status": EbarimtStatus.SKIPPED.value, **not_ebarimt_due()})
+            self._record(session, EbarimtStatus.SKIPPED, still_due=False)
             return "skipped"
         attempts = (session.ebarimt_attempts or 0) + 1
-        now = int(time.time())
+        now = self._clock.now()
         try:
             # The claim: an overlapping run loses this conditional write and leaves the session alone.
-            session = self._repository.claim_due(
+            session = self._repository.claim_ebarimt_attempt(
                 session,
-                "ebarimt_next_at",
                 now,
-                {
-                    "ebarimt_attempts": attempts,
-                    "ebarimt_next_at": now + backoff(EBARIMT_BACKOFF_SECONDS, attempts - 1),
-                },
+                next_attempt_at=now.timestamp() + backoff(EBARIMT_BACKOFF_SECONDS, attempts - 1),
+                attempts=attempts,
             )
         except StaleSession:
             return "claimed_elsewhere"
@@ -61,16 +64,14 @@ class EbarimtService:
             receipt = self._qpay.create_ebarimt(self._request(session))
         except QPayError as exc:
             return self._record_failure(session, exc, attempts)
-        self._update(
+        self._record(
             session,
-            {
-                "ebarimt_status": EbarimtStatus.REGISTERED.value,
-                "ebarimt_receipt_id": receipt.ebarimt_receipt_id or receipt.id,
-                "ebarimt_qr_data": receipt.ebarimt_qr_data,
-                "ebarimt_lottery": receipt.ebarimt_lottery,
-                "ebarimt_last_error": None,
-                **not_ebarimt_due(),
-            },
+            EbarimtStatus.REGISTERED,
+            still_due=False,
+            ebarimt_receipt_id=receipt.ebarimt_receipt_id or receipt.id,
+            ebarimt_qr_data=receipt.ebarimt_qr_data,
+            ebarimt_lottery=receipt.ebarimt_lottery,
+            ebarimt_last_error=None,
         )
         count("EbarimtRegistered")
         return "registered"
@@ -78,12 +79,9 @@ class EbarimtService:
     def _record_failure(self, session: PaymentSession, exc: QPayError, attempts: int) -> str:
         # The error text names the QPay path and code only: never the request, which holds the receiver.
         error = exc.code or type(exc).__name__
-        permanent = isinstance(exc, QPayRejected) and exc.code in PERMANENT_ERRORS
+        permanent = isinstance(exc, QPayRejected) and exc.code in EBARIMT_PERMANENT
         gave_up = permanent or attempts >= self._settings.ebarimt_max_attempts
-        changes: dict[str, Any] = {"ebarimt_status": EbarimtStatus.ERROR.value, "ebarimt_last_error": error}
-        if gave_up:
-            changes.update(not_ebarimt_due())
-        self._update(session, changes)
+        self._record(session, EbarimtStatus.ERROR, still_due=not gave_up, ebarimt_last_error=error)
         count("EbarimtFailed")
         if gave_up:
             count("EbarimtGaveUp")
@@ -108,7 +106,13 @@ class EbarimtService:
             request["ebarimt_receiver"] = overrides["receiver"]
         return request
 
-    def _update(self, session: PaymentSession, changes: dict[str, Any]) -> None:
+    def _record(
+        self, session: PaymentSession, status: EbarimtStatus, *, still_due: bool, **fields: Any
+    ) -> None:
         # Another run moved it on; its write stands.
         with contextlib.suppress(StaleSession):
-            self._repository.transition(session, expected=PaymentStatus.PROCESSED, changes=changes)
+            self._repository.record_ebarimt(session, status, still_due=still_due, **fields)
+
+    def _stop_watching(self, session: PaymentSession) -> None:
+        with contextlib.suppress(StaleSession):
+            self._repository.stop_watching(session, EBARIMT_QUEUE)

@@ -23,6 +23,11 @@ class InvalidRequest(PaymentError):
     code = "VALIDATION_ERROR"
 
 
+class InvalidCursor(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this API returned")
+
+
 class PayloadTooLarge(PaymentError):
     code = "PAYLOAD_TOO_LARGE"
 

@@ -8,7 +8,6 @@ answer meaningless (no invoice id, a PAID payment without its amount, a check wi
 client turns that into a typed error instead of believing half an answer.
 """
 
-import time
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Annotated, Any, Self
 
@@ -71,15 +70,14 @@ OptionalIdentifier = Annotated[str | None, BeforeValidator(_identifier_or_none)]
 Text = Annotated[str, BeforeValidator(_empty_text_if_null)]
 
 
-def expiry_epoch(expires_in: float, now: float | None = None) -> float:
+def expiry_epoch(expires_in: float, now: float) -> float:
     """QPay's `expires_in` is observed both as an absolute epoch and as a duration in seconds.
 
     A value greater than now + 1 h (or > 10^9) is an epoch; otherwise a duration from now.
     """
-    current = time.time() if now is None else now
-    if expires_in > EPOCH_THRESHOLD or expires_in > current + ONE_HOUR:
+    if expires_in > EPOCH_THRESHOLD or expires_in > now + ONE_HOUR:
         return float(expires_in)
-    return current + float(expires_in)
+    return now + float(expires_in)
 
 
 class _QPayModel(BaseModel):

@@ -16,23 +16,23 @@ from datetime import timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from qpay_common.domain import PAYABLE_STATES, PaymentSession, PaymentStatus, iso
+from qpay_common.cancellation import Cancellation
+from qpay_common.clock import SYSTEM_CLOCK, Clock
+from qpay_common.domain import PaymentSession, PaymentStatus, iso
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.errors import PaymentError, StaleSession
 from qpay_common.observability import logger, metrics
-from qpay_common.payments import PaymentsService
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
+from qpay_common.settlement import Settlement
+from qpay_common.state_machine import GRACE, RECONCILED, Event, allows
 from qpay_common.work_queues import (
-    EBARIMT_INDEX,
-    GRACE_STATES,
-    PENDING_INDEX,
+    EBARIMT_QUEUE,
+    EXPIRE_QUEUE,
     RECONCILE_BACKOFF_SECONDS,
-    RECONCILE_INDEX,
-    all_shards,
+    RECONCILE_QUEUE,
+    WorkQueue,
     backoff,
-    not_pending,
-    not_reconciled,
 )
 
 # At most this many due sessions are read per run; more stay due for the next run.
@@ -64,59 +64,46 @@ class ScheduledJobs:
         self,
         settings: Settings,
         repository: SessionsRepository,
-        payments: PaymentsService,
+        settlement: Settlement,
+        cancellation: Cancellation,
         ebarimt: EbarimtService,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._settings = settings
         self._repository = repository
-        self._payments = payments
+        self._settlement = settlement
+        self._cancellation = cancellation
         self._ebarimt = ebarimt
+        self._clock = clock
 
     def reconcile(self, remaining_seconds: float) -> JobSummary:
-        return self._run(
-            "reconcile",
-            RECONCILE_INDEX,
-            "R",
-            "next_check_at",
-            int(time.time()),
-            self._reconcile_one,
-            remaining_seconds,
-        )
+        now = int(self._clock.epoch())
+        return self._run(RECONCILE_QUEUE, now, self._reconcile_one, remaining_seconds)
 
     def expire(self, remaining_seconds: float) -> JobSummary:
-        cutoff = iso(self._payments.now() - timedelta(minutes=self._settings.session_expiry_minutes))
-        return self._run(
-            "expire", PENDING_INDEX, "P", "created_at", cutoff, self._expire_one, remaining_seconds
-        )
+        cutoff = iso(self._clock.now() - timedelta(minutes=self._settings.session_expiry_minutes))
+        return self._run(EXPIRE_QUEUE, cutoff, self._expire_one, remaining_seconds)
 
     def ebarimt(self, remaining_seconds: float) -> JobSummary:
-        return self._run(
-            "ebarimt",
-            EBARIMT_INDEX,
-            "E",
-            "ebarimt_next_at",
-            int(time.time()),
-            self._ebarimt.register,
-            remaining_seconds,
-        )
+        now = int(self._clock.epoch())
+        return self._run(EBARIMT_QUEUE, now, self._ebarimt.register, remaining_seconds)
 
     def _run(
         self,
-        job: str,
-        index_name: str,
-        shard_prefix: str,
-        due_attribute: str,
+        queue: WorkQueue,
         upper_bound: object,
         work: Callable[[str], str],
         remaining_seconds: float,
     ) -> JobSummary:
+        job = queue.job
         started = time.monotonic()
         deadline = started + max(0.0, remaining_seconds - self._settings.job_safety_seconds)
         summary = JobSummary(job=job)
         due: list[str] = []
-        for shard_key in all_shards(shard_prefix):
+        for shard_key in queue.all_shards():
             ids, read = self._repository.due_session_ids(
-                index_name, shard_key, due_attribute, upper_bound, max_items=MAX_ITEMS_PER_RUN - len(due)
+                queue, shard_key, upper_bound, max_items=MAX_ITEMS_PER_RUN - len(due)
             )
             due.extend(ids)
             summary.index_items_read += read
@@ -152,29 +139,24 @@ class ScheduledJobs:
         session = self._repository.get(session_id)
         if session is None:
             return "gone"
-        if session.status not in PAYABLE_STATES and session.status != PaymentStatus.PAID:
-            self._clear(session, not_reconciled())
+        if session.status not in RECONCILED:
+            self._stop_watching(session, RECONCILE_QUEUE)
             return "not_due"
-        if session.status in GRACE_STATES and (session.grace_until or 0) < time.time():
-            self._clear(session, not_reconciled())
+        now = self._clock.now()
+        if session.status in GRACE and (session.grace_until or 0) < now.timestamp():
+            self._stop_watching(session, RECONCILE_QUEUE)
             return "grace_over"
         checks = (session.reconcile_checks or 0) + 1
-        now = int(time.time())
+        next_check_at = now.timestamp() + backoff(RECONCILE_BACKOFF_SECONDS, checks - 1)
         try:
             # The claim: whoever moves next_check_at on wins this check; an overlapping run skips.
-            session = self._repository.claim_due(
-                session,
-                "next_check_at",
-                now,
-                {
-                    "next_check_at": now + backoff(RECONCILE_BACKOFF_SECONDS, checks - 1),
-                    "reconcile_checks": checks,
-                },
+            session = self._repository.claim_reconcile_check(
+                session, now, next_check_at=next_check_at, checks=checks
             )
         except StaleSession:
             return "claimed_elsewhere"
         before = session.status
-        after = self._payments.confirm_with_qpay(session, source="reconcile")
+        after = self._settlement.confirm_with_qpay(session, source="reconcile")
         if after.status == PaymentStatus.PROCESSED:
             return "finished" if before == PaymentStatus.PAID else "confirmed"
         return "still_open" if after.status == before else after.status.value.lower()
@@ -183,16 +165,16 @@ class ScheduledJobs:
         session = self._repository.get(session_id)
         if session is None:
             return "gone"
-        if session.status != PaymentStatus.PENDING:
-            self._clear(session, not_pending())
+        if not allows(session.status, Event.EXPIRE):
+            self._stop_watching(session, EXPIRE_QUEUE)
             return "not_due"
         try:
-            self._payments.expire(session)
+            self._cancellation.expire(session)
         except StaleSession:
             return "claimed_elsewhere"
         return "expired"
 
-    def _clear(self, session: PaymentSession, changes: dict[str, object]) -> None:
+    def _stop_watching(self, session: PaymentSession, queue: WorkQueue) -> None:
         # Whoever changed it kept the index keys right.
         with contextlib.suppress(StaleSession):
-            self._repository.transition(session, expected=session.status, changes=changes)
+            self._repository.stop_watching(session, queue)

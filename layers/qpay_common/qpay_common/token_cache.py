@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from qpay_common.cache import CacheStore
+from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.errors import QPayError
 from qpay_common.observability import count, logger
 from qpay_common.qpay_client import QPayAuthClient
@@ -34,7 +35,7 @@ class QPayTokenProvider:
         cache: CacheStore,
         auth: QPayAuthClient,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
         wait_seconds: float = WAIT_SECONDS,
     ) -> None:
@@ -49,7 +50,7 @@ class QPayTokenProvider:
         if cached is not None:
             return cached
         owner = uuid.uuid4().hex
-        now = self._clock()
+        now = self._clock.epoch()
         if self._cache.put_if_absent(LOCK_KEY, {}, expires_at=now + LOCK_TTL_SECONDS, tag=owner):
             try:
                 # Another holder may have stored a token between our read and our lock.
@@ -57,8 +58,8 @@ class QPayTokenProvider:
                 return cached if cached is not None else self._fetch_and_store()
             finally:
                 self._cache.delete(LOCK_KEY, tag=owner)
-        deadline = self._clock() + self._wait_seconds
-        while self._clock() < deadline:
+        deadline = self._clock.epoch() + self._wait_seconds
+        while self._clock.epoch() < deadline:
             self._sleep(POLL_SECONDS)
             cached = self._fresh_token()
             if cached is not None:
@@ -77,12 +78,12 @@ class QPayTokenProvider:
         data, _ = found
         access_token = data.get("access_token")
         expires_at = data.get("access_expires_at", 0)
-        if not access_token or expires_at - REFRESH_MARGIN_SECONDS <= self._clock():
+        if not access_token or expires_at - REFRESH_MARGIN_SECONDS <= self._clock.epoch():
             return None
         return str(access_token)
 
     def _fetch_and_store(self) -> str:
-        now = self._clock()
+        now = self._clock.epoch()
         grant = self._refresh_or_fetch(now)
         access_expires_at = grant.access_expires_at(now)
         refresh_expires_at = grant.refresh_expires_at(now)

@@ -1,60 +1,82 @@
-"""Sparse-index bookkeeping: which scheduled job a session is due for, and when.
+"""The scheduled jobs' work queues: sparse DynamoDB indexes whose key attributes a session carries
+only while the work is due.
 
-An index key attribute exists only while its work is due, and is set or removed in the same
-conditional update that changes the session's state, so the jobs query exactly the sessions
-that need them (never a Scan) and their cost grows with the work, not with the table.
+The repository sets and removes those attributes in the same conditional update that changes the
+session (from the state machine's WATCHED_BY), and the jobs query exactly the sessions that need
+them (never a Scan), so their cost grows with the work, not with the table.
 """
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
-from qpay_common.domain import PaymentStatus
-
 SHARDS = 10
-RECONCILE_INDEX = "reconcile_due"
-PENDING_INDEX = "pending_since"
-EBARIMT_INDEX = "ebarimt_due"
 
 # Seconds between reconcile checks of one open session: 1, 2, 5, 10, 20 minutes, then hourly.
 RECONCILE_BACKOFF_SECONDS = (60, 120, 300, 600, 1200, 3600)
 # Ebarimt retries back off too: 1, 2, 5, 10, 20, 60 minutes.
 EBARIMT_BACKOFF_SECONDS = (60, 120, 300, 600, 1200, 3600)
-GRACE_STATES = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED, PaymentStatus.FAILED})
 
 
-def shard(prefix: str, session_id: str) -> str:
-    """A stable shard per session, so one busy shop does not make one hot partition."""
-    number = int(hashlib.sha256(session_id.encode()).hexdigest()[:8], 16) % SHARDS
-    return f"{prefix}#{number}"
+@dataclass(frozen=True)
+class WorkQueue:
+    job: str
+    index_name: str
+    shard_prefix: str
+    # The index's partition key: present exactly while the session is queued.
+    shard_attribute: str
+    # The index's sort key: the jobs read items whose value is <= their bound.
+    due_attribute: str
+    # Whether the due attribute belongs to the queue (removed with it) or is a session field.
+    owns_due_attribute: bool = True
+    # Bookkeeping attributes that live and die with the queue entry.
+    companions: tuple[str, ...] = ()
+
+    def shard(self, session_id: str) -> str:
+        """A stable shard per session, so one busy shop does not make one hot partition."""
+        number = int(hashlib.sha256(session_id.encode()).hexdigest()[:8], 16) % SHARDS
+        return f"{self.shard_prefix}#{number}"
+
+    def all_shards(self) -> list[str]:
+        return [f"{self.shard_prefix}#{number}" for number in range(SHARDS)]
+
+    def enqueue(self, session_id: str, due_at: float | None = None, **companions: Any) -> dict[str, Any]:
+        changes: dict[str, Any] = {self.shard_attribute: self.shard(session_id), **companions}
+        if self.owns_due_attribute:
+            changes[self.due_attribute] = int(due_at or 0)
+        return changes
+
+    def dequeue(self) -> dict[str, Any]:
+        names = [self.shard_attribute, *self.companions]
+        if self.owns_due_attribute:
+            names.append(self.due_attribute)
+        return dict.fromkeys(names)
 
 
-def all_shards(prefix: str) -> list[str]:
-    return [f"{prefix}#{number}" for number in range(SHARDS)]
+RECONCILE_QUEUE = WorkQueue(
+    job="reconcile",
+    index_name="reconcile_due",
+    shard_prefix="R",
+    shard_attribute="reconcile_shard",
+    due_attribute="next_check_at",
+    companions=("reconcile_checks", "grace_until"),
+)
+EXPIRE_QUEUE = WorkQueue(
+    job="expire",
+    index_name="pending_since",
+    shard_prefix="P",
+    shard_attribute="pending_shard",
+    due_attribute="created_at",
+    owns_due_attribute=False,
+)
+EBARIMT_QUEUE = WorkQueue(
+    job="ebarimt",
+    index_name="ebarimt_due",
+    shard_prefix="E",
+    shard_attribute="ebarimt_shard",
+    due_attribute="ebarimt_next_at",
+)
 
 
 def backoff(schedule: tuple[int, ...], attempts: int) -> int:
     return schedule[min(max(attempts, 0), len(schedule) - 1)]
-
-
-def reconcile_due(session_id: str, at: float, checks: int = 0) -> dict[str, Any]:
-    return {"reconcile_shard": shard("R", session_id), "next_check_at": int(at), "reconcile_checks": checks}
-
-
-def not_reconciled() -> dict[str, Any]:
-    return {"reconcile_shard": None, "next_check_at": None, "reconcile_checks": None, "grace_until": None}
-
-
-def pending(session_id: str) -> dict[str, Any]:
-    return {"pending_shard": shard("P", session_id)}
-
-
-def not_pending() -> dict[str, Any]:
-    return {"pending_shard": None}
-
-
-def ebarimt_due(session_id: str, at: float) -> dict[str, Any]:
-    return {"ebarimt_shard": shard("E", session_id), "ebarimt_next_at": int(at)}
-
-
-def not_ebarimt_due() -> dict[str, Any]:
-    return {"ebarimt_shard": None, "ebarimt_next_at": None}

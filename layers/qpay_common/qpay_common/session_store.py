@@ -1,0 +1,202 @@
+"""The domain verbs of session storage, over a few storage primitives.
+
+Every verb that changes a session is one conditional write on the status and version the caller
+read; a lost race raises StaleSession and the caller re-reads. Status changes are checked against
+the state machine, and the verbs add the TTL and the work-queue keys the new status calls for, so
+no caller writes index attributes or `purge_at` by hand. repository.py stores sessions in
+DynamoDB; the unit tests' in-memory store implements the same primitives.
+"""
+
+import abc
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from qpay_common.domain import EbarimtStatus, Order, PaymentSession, PaymentStatus, iso, purge_epoch
+from qpay_common.errors import InvalidCursor
+from qpay_common.settings import Settings
+from qpay_common.state_machine import OPEN_STATUSES, WATCHED_BY, Event, Job, transition_for
+from qpay_common.work_queues import (
+    EBARIMT_QUEUE,
+    EXPIRE_QUEUE,
+    RECONCILE_BACKOFF_SECONDS,
+    RECONCILE_QUEUE,
+    WorkQueue,
+)
+
+# A newly PAID session is checked a minute later: reconcile finishes the order if this worker dies.
+FIRST_CHECK_DELAY_SECONDS = {PaymentStatus.PAID: RECONCILE_BACKOFF_SECONDS[0]}
+CURSOR_FIELDS = ("user_id", "session_id", "created_at")
+
+
+class SessionStore(abc.ABC):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    # Storage primitives
+
+    @abc.abstractmethod
+    def get(self, session_id: str) -> PaymentSession | None: ...
+
+    @abc.abstractmethod
+    def get_order(self, order_id: str) -> Order | None: ...
+
+    @abc.abstractmethod
+    def create_unfinished(self, session: PaymentSession) -> PaymentSession:
+        """The CREATING session, written before the QPay invoice exists (never twice)."""
+
+    @abc.abstractmethod
+    def delete_unfinished(self, session: PaymentSession) -> None: ...
+
+    @abc.abstractmethod
+    def record_fulfilment(
+        self, session: PaymentSession, order: Order, *, lease_until: float, now: datetime
+    ) -> PaymentSession:
+        """In one transaction: the order (once per session), one settlement marker per QPay
+        payment id (once ever), and the order id and publish lease on the still-PAID session."""
+
+    @abc.abstractmethod
+    def list_for_user(
+        self, user_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[PaymentSession], str | None]:
+        """Newest first, with an opaque cursor only this user can continue."""
+
+    @abc.abstractmethod
+    def due_session_ids(
+        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
+    ) -> tuple[list[str], int]:
+        """Ids in one shard of `queue` whose due value is <= upper_bound, and index items read."""
+
+    @abc.abstractmethod
+    def _update(
+        self, session: PaymentSession, changes: Mapping[str, Any], *, due: tuple[str, int] | None = None
+    ) -> PaymentSession:
+        """Apply `changes` (None removes an attribute) if the session still has the status and
+        version the caller read (and, with `due`, that attribute is <= the bound); else StaleSession."""
+
+    # Creation
+
+    def activate(self, session: PaymentSession, invoice: Mapping[str, Any], now: datetime) -> PaymentSession:
+        """CREATING -> PENDING with the invoice's id, QR and deeplinks."""
+        return self._move(session, Event.INVOICE_CREATED, now, invoice)
+
+    # Settlement
+
+    def mark_paid(
+        self, session: PaymentSession, paid_amount: int, payment_ids: list[str], now: datetime
+    ) -> PaymentSession:
+        changes = {"paid_amount": paid_amount, "payment_ids": payment_ids, "paid_at": iso(now)}
+        return self._move(session, Event.PAYMENT_VERIFIED, now, {**changes, "failure_reason": None})
+
+    def record_underpayment(
+        self, session: PaymentSession, paid_amount: int, payment_ids: list[str], reason: str, now: datetime
+    ) -> PaymentSession:
+        changes = {"failure_reason": reason, "paid_amount": paid_amount, "payment_ids": payment_ids}
+        return self._move(session, Event.UNDERPAID, now, changes)
+
+    def take_emit_lease(self, session: PaymentSession, until: float, now: datetime) -> PaymentSession:
+        return self._update(session, {"emit_lease_until": until, "updated_at": iso(now)})
+
+    def release_emit_lease(self, session: PaymentSession) -> PaymentSession:
+        return self._update(session, {"emit_lease_until": None})
+
+    def mark_processed(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        changes = {"processed_at": iso(now), "emit_lease_until": None}
+        return self._move(session, Event.FULFILLED, now, changes)
+
+    # Cancellation
+
+    def cancel(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        return self._move(session, Event.CANCEL, now, {"cancelled_at": iso(now)})
+
+    def expire(self, session: PaymentSession, now: datetime) -> PaymentSession:
+        return self._move(session, Event.EXPIRE, now, {})
+
+    # Scheduled work: a claim succeeds only while the work is still due, so of two overlapping
+    # runs exactly one does it.
+
+    def claim_reconcile_check(
+        self, session: PaymentSession, now: datetime, *, next_check_at: float, checks: int
+    ) -> PaymentSession:
+        changes = {"next_check_at": int(next_check_at), "reconcile_checks": checks}
+        return self._update(session, changes, due=(RECONCILE_QUEUE.due_attribute, int(now.timestamp())))
+
+    def claim_ebarimt_attempt(
+        self, session: PaymentSession, now: datetime, *, next_attempt_at: float, attempts: int
+    ) -> PaymentSession:
+        changes = {"ebarimt_attempts": attempts, "ebarimt_next_at": int(next_attempt_at)}
+        return self._update(session, changes, due=(EBARIMT_QUEUE.due_attribute, int(now.timestamp())))
+
+    def record_ebarimt(
+        self, session: PaymentSession, status: EbarimtStatus, *, still_due: bool, **fields: Any
+    ) -> PaymentSession:
+        """The receipt's outcome (REGISTERED, ERROR, SKIPPED), with or without another attempt due."""
+        changes: dict[str, Any] = {"ebarimt_status": status.value, **fields}
+        if not still_due:
+            changes.update(EBARIMT_QUEUE.dequeue())
+        return self._update(session, changes)
+
+    def stop_watching(self, session: PaymentSession, queue: WorkQueue) -> PaymentSession:
+        """Take the session off a job's queue (the job found nothing to do for it)."""
+        return self._update(session, queue.dequeue())
+
+    # Status changes
+
+    def _move(
+        self, session: PaymentSession, event: Event, now: datetime, changes: Mapping[str, Any]
+    ) -> PaymentSession:
+        target = transition_for(session.status, event).target
+        moved = {
+            "status": target.value,
+            "updated_at": iso(now),
+            **self._bookkeeping_for(session.session_id, target, now),
+            **changes,
+        }
+        return self._update(session, moved)
+
+    def _bookkeeping_for(self, session_id: str, target: PaymentStatus, now: datetime) -> dict[str, Any]:
+        """The TTL and the work-queue keys a session in `target` carries."""
+        epoch = now.timestamp()
+        watchers = WATCHED_BY[target]
+        purge_at = None if target in OPEN_STATUSES else purge_epoch(now, self._settings.purge_after_days)
+        changes: dict[str, Any] = {"purge_at": purge_at}
+        changes.update(EXPIRE_QUEUE.enqueue(session_id) if Job.EXPIRE in watchers else EXPIRE_QUEUE.dequeue())
+        if Job.RECONCILE in watchers:
+            due = epoch + FIRST_CHECK_DELAY_SECONDS.get(target, 0)
+            changes.update(RECONCILE_QUEUE.enqueue(session_id, due, reconcile_checks=0, grace_until=None))
+        elif Job.GRACE in watchers:
+            grace_until = int(epoch + self._settings.reconcile_grace_hours * 3600)
+            changes.update(
+                RECONCILE_QUEUE.enqueue(session_id, epoch, reconcile_checks=0, grace_until=grace_until)
+            )
+        else:
+            changes.update(RECONCILE_QUEUE.dequeue())
+        if Job.EBARIMT in watchers:
+            if self._settings.ebarimt_enabled:
+                changes["ebarimt_status"] = EbarimtStatus.PENDING.value
+                changes.update(EBARIMT_QUEUE.enqueue(session_id, epoch))
+            else:
+                changes["ebarimt_status"] = EbarimtStatus.SKIPPED.value
+        return changes
+
+
+def encode_cursor(last_key: Mapping[str, str] | None) -> str | None:
+    if last_key is None:
+        return None
+    plain = {name: last_key[name] for name in CURSOR_FIELDS}
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def decode_cursor(user_id: str, cursor: str) -> dict[str, str]:
+    """The index key a cursor stands for; InvalidCursor unless this API issued it to this user."""
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = {name: plain[name] for name in CURSOR_FIELDS}
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidCursor() from None
+    if not all(isinstance(value, str) for value in values.values()) or values["user_id"] != user_id:
+        raise InvalidCursor()
+    return values

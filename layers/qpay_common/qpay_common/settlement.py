@@ -1,0 +1,189 @@
+"""Settlement: QPay's payment check turned into PAID, then one order, PaymentCompleted and PROCESSED.
+
+The webhook, the status poll, cancel/expire (when QPay says INVOICE_PAID) and reconcile all drive
+these methods, so a race between them has one winner: every step is a conditional write, and the
+loser re-reads and carries on from whatever state the winner left.
+"""
+
+from collections.abc import Callable
+
+from qpay_common.clock import SYSTEM_CLOCK, Clock
+from qpay_common.credentials import QPayCredentials
+from qpay_common.domain import AMOUNT_MISMATCH, Order, PaymentSession, PaymentStatus, iso, order_id_for
+from qpay_common.errors import QPayError, QPayUnavailable, SessionNotFound, StaleSession, Unauthorized
+from qpay_common.events import EventPublisher, EventPublishError
+from qpay_common.observability import count, logger
+from qpay_common.qpay_client import QPayClient
+from qpay_common.qpay_models import PaymentCheck
+from qpay_common.repository import SessionsRepository
+from qpay_common.state_machine import PAYABLE, Event, transition_for
+from qpay_common.webhook_security import is_valid_callback_token
+
+# Conditional-write races re-read and retry this often before leaving the rest to the winner.
+MAX_RACE_RETRIES = 5
+# Whoever wrote the order publishes PaymentCompleted; others wait this long before taking over.
+EMIT_LEASE_SECONDS = 30
+
+# A seam for crash-injection tests: called with a stage name at the points a Lambda can die.
+FaultHook = Callable[[str, PaymentSession], None]
+
+
+class Settlement:
+    def __init__(
+        self,
+        credentials: QPayCredentials,
+        repository: SessionsRepository,
+        qpay: QPayClient,
+        publisher: EventPublisher,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        fault_hook: FaultHook | None = None,
+        emit_lease_seconds: float = EMIT_LEASE_SECONDS,
+    ) -> None:
+        self._credentials = credentials
+        self._repository = repository
+        self._qpay = qpay
+        self._publisher = publisher
+        self._clock = clock
+        self._fault_hook = fault_hook
+        self._emit_lease_seconds = emit_lease_seconds
+
+    def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
+        """QPay's callback is a hint to look; QPay's payment check is the proof."""
+        secret = self._credentials.webhook_secret.get_secret_value()
+        if not is_valid_callback_token(secret, session_id, token):
+            raise Unauthorized("invalid callback token")
+        assert session_id is not None  # checked by the token
+        logger.append_keys(session_id=session_id)
+        session = self._repository.get(session_id)
+        if session is None or session.status == PaymentStatus.CREATING:
+            raise SessionNotFound()
+        if session.status == PaymentStatus.PROCESSED:
+            count("WebhookDuplicate")
+            return session
+        return self.confirm_with_qpay(session, source="webhook")
+
+    def confirm_with_qpay(self, session: PaymentSession, *, source: str) -> PaymentSession:
+        if session.status == PaymentStatus.PAID:
+            # Already verified; only the order and event may be missing.
+            return self.fulfil(session)
+        if session.status not in PAYABLE or session.invoice_id is None:
+            return session
+        try:
+            check = self._qpay.check_payment(session.invoice_id)
+        except QPayError as exc:
+            count("QPayErrors", operation="payment_check")
+            logger.warning("QPay payment check failed", extra={"error": str(exc), "qpay_code": exc.code})
+            raise QPayUnavailable("QPay did not answer the payment check; try again") from None
+        return self.apply_payment_check(session, check, source=source)
+
+    def apply_payment_check(
+        self, session: PaymentSession, check: PaymentCheck, *, source: str
+    ) -> PaymentSession:
+        paid_rows = check.paid_rows
+        if not paid_rows:
+            return session
+        total_paid = check.total_paid
+        payment_ids = [row.payment_id for row in paid_rows]
+        for _ in range(MAX_RACE_RETRIES):
+            try:
+                if session.status in PAYABLE:
+                    if total_paid < session.amount:
+                        return self._record_underpayment(session, total_paid, payment_ids)
+                    session = self._mark_paid(session, total_paid, payment_ids, source)
+                if session.status == PaymentStatus.PAID:
+                    return self.fulfil(session)
+                return session
+            except StaleSession:
+                session = self._reload(session)
+        logger.warning("Gave up racing for the session; the winner finishes it")
+        return session
+
+    def fulfil(self, session: PaymentSession) -> PaymentSession:
+        """PAID -> order (once) -> PaymentCompleted (at least once) -> PROCESSED."""
+        for _ in range(MAX_RACE_RETRIES):
+            if session.status != PaymentStatus.PAID:
+                return session
+            now = self._clock.now()
+            lease_until = now.timestamp() + self._emit_lease_seconds
+            try:
+                if session.order_id is None:
+                    self._fault("before_order", session)
+                    order = self._order_for(session)
+                    session = self._repository.record_fulfilment(
+                        session, order, lease_until=lease_until, now=now
+                    )
+                else:
+                    if session.emit_lease_until is not None and session.emit_lease_until > now.timestamp():
+                        return session  # another worker is publishing right now
+                    session = self._repository.take_emit_lease(session, lease_until, now)
+                    order = self._repository.get_order(session.order_id or "") or self._order_for(session)
+                self._fault("before_event", session)
+                self._publisher.payment_completed(session, order)
+                self._fault("before_processed", session)
+                session = self._repository.mark_processed(session, self._clock.now())
+                logger.info("Payment fulfilled", extra={"order_id": session.order_id})
+                return session
+            except StaleSession:
+                session = self._reload(session)
+            except EventPublishError as exc:
+                count("EventPublishFailed")
+                logger.error("PaymentCompleted not published; session stays PAID", extra={"error": str(exc)})
+                return self._release_emit_lease(session)
+        return session
+
+    def _release_emit_lease(self, session: PaymentSession) -> PaymentSession:
+        """Let the next attempt (a duplicate callback, a poll, reconcile) publish at once."""
+        try:
+            return self._repository.release_emit_lease(session)
+        except StaleSession:
+            return session
+
+    def _mark_paid(
+        self, session: PaymentSession, total_paid: int, payment_ids: list[str], source: str
+    ) -> PaymentSession:
+        late = transition_for(session.status, Event.PAYMENT_VERIFIED).late_payment
+        paid = self._repository.mark_paid(session, total_paid, payment_ids, self._clock.now())
+        count("PaymentConfirmed", source=source)
+        if late:
+            count("LatePaymentHonoured")
+            logger.warning("Late payment honoured", extra={"previous_status": session.status.value})
+        if total_paid > session.amount:
+            logger.info("Over-payment accepted", extra={"amount": session.amount, "paid_amount": total_paid})
+        return paid
+
+    def _record_underpayment(
+        self, session: PaymentSession, total_paid: int, payment_ids: list[str]
+    ) -> PaymentSession:
+        if session.status == PaymentStatus.FAILED and session.paid_amount == total_paid:
+            return session
+        failed = self._repository.record_underpayment(
+            session, total_paid, payment_ids, AMOUNT_MISMATCH, self._clock.now()
+        )
+        count("AmountMismatch")
+        logger.error("Paid less than the amount", extra={"amount": session.amount, "paid_amount": total_paid})
+        return failed
+
+    def _order_for(self, session: PaymentSession) -> Order:
+        return Order(
+            order_id=order_id_for(session.session_id),
+            session_id=session.session_id,
+            user_id=session.user_id,
+            amount=session.amount,
+            paid_amount=session.paid_amount,
+            currency=session.currency,
+            payment_ids=session.payment_ids,
+            items=session.items,
+            metadata=session.metadata,
+            created_at=iso(self._clock.now()),
+        )
+
+    def _reload(self, session: PaymentSession) -> PaymentSession:
+        fresh = self._repository.get(session.session_id)
+        if fresh is None:
+            raise SessionNotFound()
+        return fresh
+
+    def _fault(self, stage: str, session: PaymentSession) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(stage, session)

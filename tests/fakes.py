@@ -1,0 +1,312 @@
+"""In-memory stand-ins for the use cases' collaborators, for fast tests of the business rules.
+
+InMemorySessions implements SessionStore's storage primitives with the same conditional-write
+semantics as DynamoDB (status and version, due bounds, the fulfilment transaction), so the real
+domain verbs and their bookkeeping run on top of it unchanged.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import SecretStr
+
+from qpay_common.clock import Clock
+from qpay_common.credentials import QPayCredentials
+from qpay_common.domain import Order, PaymentSession, PaymentStatus
+from qpay_common.errors import DuplicateSettlement, QPayRejected, StaleSession
+from qpay_common.qpay_models import EbarimtReceipt, Invoice, PaymentCheck, PaymentRow
+from qpay_common.session_store import CURSOR_FIELDS, SessionStore, decode_cursor, encode_cursor
+from qpay_common.settings import Settings
+from qpay_common.work_queues import WorkQueue
+
+WEBHOOK_SECRET = "unit-webhook-secret"
+
+
+class FixedClock(Clock):
+    """Time stands still until a test moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.moment = start or datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+def unit_settings(**overrides: Any) -> Settings:
+    values = {
+        "SESSIONS_TABLE": "sessions",
+        "ORDERS_TABLE": "orders",
+        "CACHE_TABLE": "cache",
+        "EVENT_BUS_NAME": "bus",
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+def unit_credentials() -> QPayCredentials:
+    return QPayCredentials(
+        client_id="merchant", client_secret=SecretStr("secret"), webhook_secret=SecretStr(WEBHOOK_SECRET)
+    )
+
+
+class InMemorySessions(SessionStore):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.items: dict[str, dict[str, Any]] = {}
+        self.orders: dict[str, Order] = {}
+        self.settlements: dict[str, str] = {}
+        self.writes = 0
+
+    def get(self, session_id: str) -> PaymentSession | None:
+        item = self.items.get(session_id)
+        return PaymentSession.model_validate(item) if item is not None else None
+
+    def get_order(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+    def create_unfinished(self, session: PaymentSession) -> PaymentSession:
+        if session.session_id in self.items:
+            raise StaleSession(session.session_id)
+        return self._store({**session.model_dump(mode="json", exclude_none=True), "version": 1})
+
+    def delete_unfinished(self, session: PaymentSession) -> None:
+        item = self.items.get(session.session_id)
+        if item is None or item["status"] != PaymentStatus.CREATING.value:
+            raise StaleSession(session.session_id)
+        del self.items[session.session_id]
+
+    def record_fulfilment(
+        self, session: PaymentSession, order: Order, *, lease_until: float, now: datetime
+    ) -> PaymentSession:
+        current = self.items.get(session.session_id, {})
+        if current.get("status") != PaymentStatus.PAID.value or current.get("order_id"):
+            raise StaleSession(session.session_id)
+        if order.order_id in self.orders:
+            raise StaleSession(session.session_id)
+        if any(
+            self.settlements.get(payment_id) not in (None, order.order_id) for payment_id in order.payment_ids
+        ):
+            raise DuplicateSettlement(session.session_id)
+        self.orders[order.order_id] = order
+        self.settlements.update(dict.fromkeys(order.payment_ids, order.order_id))
+        changes = {
+            "order_id": order.order_id,
+            "emit_lease_until": lease_until,
+            "updated_at": order.created_at,
+        }
+        return self._update(session, changes)
+
+    def list_for_user(
+        self, user_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[PaymentSession], str | None]:
+        mine = sorted(
+            (item for item in self.items.values() if item["user_id"] == user_id),
+            key=lambda item: (item["created_at"], item["session_id"]),
+            reverse=True,
+        )
+        if cursor:
+            start = decode_cursor(user_id, cursor)
+            mine = [
+                item
+                for item in mine
+                if (item["created_at"], item["session_id"]) < (start["created_at"], start["session_id"])
+            ]
+        page = mine[:limit]
+        visible = [PaymentSession.model_validate(item) for item in page if item["status"] != "CREATING"]
+        last = {name: page[-1][name] for name in CURSOR_FIELDS} if len(mine) > limit else None
+        return visible, encode_cursor(last)
+
+    def due_session_ids(
+        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
+    ) -> tuple[list[str], int]:
+        due = [
+            item["session_id"]
+            for item in sorted(self.items.values(), key=lambda item: item.get(queue.due_attribute, 0))
+            if item.get(queue.shard_attribute) == shard_key and item.get(queue.due_attribute) <= upper_bound
+        ][:max_items]
+        return due, len(due)
+
+    def _update(
+        self, session: PaymentSession, changes: Mapping[str, Any], *, due: tuple[str, int] | None = None
+    ) -> PaymentSession:
+        current = self.items.get(session.session_id)
+        if (
+            current is None
+            or current["status"] != session.status.value
+            or current["version"] != session.version
+        ):
+            raise StaleSession(session.session_id)
+        if due is not None and not current.get(due[0], float("inf")) <= due[1]:
+            raise StaleSession(session.session_id)
+        updated = {**current, "version": current["version"] + 1}
+        for name, value in changes.items():
+            if value is None:
+                updated.pop(name, None)
+            else:
+                updated[name] = value
+        return self._store(updated)
+
+    def _store(self, item: dict[str, Any]) -> PaymentSession:
+        self.writes += 1
+        self.items[item["session_id"]] = item
+        return PaymentSession.model_validate(item)
+
+
+class FakeCache:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.items: dict[str, tuple[dict[str, Any], float, str | None]] = {}
+
+    def get(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        found = self.items.get(key)
+        if found is None or found[1] <= self._clock.epoch():
+            return None
+        return found[0], found[2]
+
+    def put(self, key: str, data: dict[str, Any], *, expires_at: float, tag: str | None = None) -> None:
+        self.items[key] = (data, expires_at, tag)
+
+    def put_if_absent(
+        self, key: str, data: dict[str, Any], *, expires_at: float, tag: str | None = None
+    ) -> bool:
+        if self.get(key) is not None:
+            return False
+        self.put(key, data, expires_at=expires_at, tag=tag)
+        return True
+
+    def delete(self, key: str, *, tag: str | None = None) -> bool:
+        return self.items.pop(key, None) is not None
+
+
+class FakeQPay:
+    """QPay as the use cases see it: invoices, payment rows, and scripted errors."""
+
+    def __init__(self) -> None:
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.payments: dict[str, list[PaymentRow]] = {}
+        self.calls: list[str] = []
+        self.fail_next: dict[str, Exception] = {}
+        self.receipts: list[dict[str, Any]] = []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail_next:
+            raise self.fail_next.pop(name)
+
+    def create_invoice(self, request: Any) -> Invoice:
+        self._call("create_invoice")
+        invoice_id = f"inv-{len(self.invoices) + 1}"
+        self.invoices[invoice_id] = {"amount": request.amount, "status": "OPEN"}
+        return Invoice(invoice_id=invoice_id, qr_text=f"qr-{invoice_id}", qr_image="iVBOR", urls=[])
+
+    def cancel_invoice(self, invoice_id: str) -> None:
+        self._call("cancel_invoice")
+        if self.payments.get(invoice_id):
+            raise QPayRejected("paid", status=400, code="INVOICE_PAID")
+        self.invoices[invoice_id]["status"] = "CANCELLED"
+
+    def check_payment(self, invoice_id: str) -> PaymentCheck:
+        self._call("check_payment")
+        rows = self.payments.get(invoice_id, [])
+        return PaymentCheck(count=len(rows), rows=rows)
+
+    def create_ebarimt(self, payload: dict[str, Any]) -> EbarimtReceipt:
+        self._call("create_ebarimt")
+        self.receipts.append(payload)
+        return EbarimtReceipt(
+            id=f"receipt-{len(self.receipts)}", ebarimt_receipt_id=f"{len(self.receipts):033d}"
+        )
+
+    def pay(self, invoice_id: str, amount: int) -> str:
+        rows = self.payments.setdefault(invoice_id, [])
+        payment_id = f"pay-{invoice_id}-{len(rows) + 1}"
+        rows.append(PaymentRow(payment_id=payment_id, payment_status="PAID", payment_amount=amount))
+        return payment_id
+
+
+class World:
+    """Every use case wired to in-memory parts and one fixed clock, as dependencies.py wires them."""
+
+    def __init__(self, **settings: Any) -> None:
+        from qpay_common.cancellation import Cancellation
+        from qpay_common.creation import PaymentCreation
+        from qpay_common.ebarimt import EbarimtService
+        from qpay_common.queries import Queries
+        from qpay_common.scheduled import ScheduledJobs
+        from qpay_common.settlement import Settlement
+
+        self.settings = unit_settings(**settings)
+        self.clock = FixedClock()
+        self.sessions = InMemorySessions(self.settings)
+        self.cache = FakeCache(self.clock)
+        self.qpay = FakeQPay()
+        self.publisher = FakePublisher()
+        credentials = unit_credentials()
+        self.settlement = Settlement(
+            credentials,
+            self.sessions,
+            self.qpay,
+            self.publisher,
+            clock=self.clock,
+        )
+        self.cancellation = Cancellation(self.sessions, self.qpay, self.settlement, clock=self.clock)
+        self.creation = PaymentCreation(
+            self.settings,
+            credentials,
+            self.sessions,
+            self.cache,
+            self.qpay,
+            clock=self.clock,
+        )
+        self.queries = Queries(
+            self.settings,
+            self.sessions,
+            self.cache,
+            self.settlement,
+            self.cancellation,
+            clock=self.clock,
+        )
+        ebarimt = EbarimtService(self.settings, self.sessions, self.qpay, clock=self.clock)
+        self.jobs = ScheduledJobs(
+            self.settings,
+            self.sessions,
+            self.settlement,
+            self.cancellation,
+            ebarimt,
+            clock=self.clock,
+        )
+
+    def create(self, amount: int = 15000, user_id: str = "alice", **fields: Any) -> PaymentSession:
+        from qpay_common.api_models import CreatePaymentRequest
+
+        request = CreatePaymentRequest.model_validate({"amount": amount, **fields})
+        session, _ = self.creation.create_payment(user_id, request, "https://shop.example")
+        return session
+
+    def token(self, session_id: str) -> str:
+        from qpay_common.webhook_security import callback_token
+
+        return callback_token(WEBHOOK_SECRET, session_id)
+
+    def stored(self, session_id: str) -> PaymentSession:
+        session = self.sessions.get(session_id)
+        assert session is not None
+        return session
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[PaymentSession, Order]] = []
+        self.fail_next = 0
+
+    def payment_completed(self, session: PaymentSession, order: Order) -> None:
+        from qpay_common.events import EventPublishError
+
+        if self.fail_next:
+            self.fail_next -= 1
+            raise EventPublishError("bus unavailable")
+        self.published.append((session, order))

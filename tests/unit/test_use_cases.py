@@ -1,0 +1,352 @@
+"""Every use case against in-memory parts and a controlled clock: creation with idempotency,
+settlement (webhook, fulfilment, publish failures, crashes), cancellation and expiry, status
+queries, and the scheduled jobs. The same rules run on DynamoDB Local in the integration suite."""
+
+import pytest
+
+from qpay_common.api_models import CreatePaymentRequest
+from qpay_common.domain import PaymentStatus
+from qpay_common.errors import (
+    AlreadyPaid,
+    IdempotencyConflict,
+    InvalidCursor,
+    NotCancellable,
+    QPayTransportError,
+    QPayUnavailable,
+    SessionExpired,
+    SessionNotFound,
+    Unauthorized,
+)
+from qpay_common.settlement import Settlement
+from tests.fakes import World, unit_credentials
+
+pytestmark = pytest.mark.unit
+
+S = PaymentStatus
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+class TestCreation:
+    def test_a_payment_is_pending_with_its_invoice(self, world):
+        session = world.create(15000, description="Order #1")
+
+        assert session.status == S.PENDING
+        assert session.invoice_id == "inv-1"
+        assert world.qpay.invoices["inv-1"]["amount"] == 15000
+        assert session.expires_at == "2026-12-01T12:30:00.000Z"
+
+    def test_a_failed_invoice_leaves_no_session(self, world):
+        world.qpay.fail_next["create_invoice"] = QPayTransportError("down")
+
+        with pytest.raises(QPayUnavailable):
+            world.create()
+
+        assert world.sessions.items == {}
+
+    def test_an_idempotency_key_replays_the_same_session_and_refuses_another_body(self, world):
+        request = CreatePaymentRequest(amount=500)
+        first, created = world.creation.create_payment("alice", request, "https://x", idempotency_key="k1")
+        again, created_again = world.creation.create_payment(
+            "alice", request, "https://x", idempotency_key="k1"
+        )
+
+        assert (created, created_again) == (True, False)
+        assert again.session_id == first.session_id
+        assert world.qpay.calls.count("create_invoice") == 1
+        with pytest.raises(IdempotencyConflict):
+            world.creation.create_payment(
+                "alice", CreatePaymentRequest(amount=501), "https://x", idempotency_key="k1"
+            )
+
+    def test_a_failed_create_frees_its_idempotency_key(self, world):
+        world.qpay.fail_next["create_invoice"] = QPayTransportError("down")
+        request = CreatePaymentRequest(amount=500)
+        with pytest.raises(QPayUnavailable):
+            world.creation.create_payment("alice", request, "https://x", idempotency_key="k1")
+
+        session, created = world.creation.create_payment("alice", request, "https://x", idempotency_key="k1")
+
+        assert created
+        assert session.status == S.PENDING
+
+
+class TestSettlement:
+    def test_a_callback_with_a_bad_token_does_nothing(self, world):
+        session = world.create()
+
+        with pytest.raises(Unauthorized):
+            world.settlement.handle_callback(session.session_id, "wrong")
+
+        assert "check_payment" not in world.qpay.calls
+
+    def test_a_callback_for_an_unknown_session_is_not_found(self, world):
+        with pytest.raises(SessionNotFound):
+            world.settlement.handle_callback("ps_missing", world.token("ps_missing"))
+
+    def test_a_verified_payment_becomes_one_order_one_event_and_processed(self, world):
+        session = world.create(15000)
+        world.qpay.pay(session.invoice_id, 15000)
+
+        done = world.settlement.handle_callback(session.session_id, world.token(session.session_id))
+        again = world.settlement.handle_callback(session.session_id, world.token(session.session_id))
+
+        assert done.status == again.status == S.PROCESSED
+        assert list(world.sessions.orders) == [done.order_id]
+        assert len(world.publisher.published) == 1
+        # The duplicate only answered: no second payment check
+        assert world.qpay.calls.count("check_payment") == 1
+
+    def test_a_callback_before_the_money_leaves_the_session_pending(self, world):
+        session = world.create()
+
+        assert (
+            world.settlement.handle_callback(session.session_id, world.token(session.session_id)).status
+            == S.PENDING
+        )
+
+    def test_an_underpayment_fails_without_an_order_and_a_top_up_completes_it(self, world):
+        session = world.create(15000)
+        world.qpay.pay(session.invoice_id, 10000)
+        failed = world.settlement.confirm_with_qpay(session, source="webhook")
+
+        assert (failed.status, failed.failure_reason, failed.paid_amount) == (
+            S.FAILED,
+            "AMOUNT_MISMATCH",
+            10000,
+        )
+        assert world.sessions.orders == {}
+
+        world.qpay.pay(session.invoice_id, 5000)
+        done = world.settlement.confirm_with_qpay(failed, source="reconcile")
+
+        assert (done.status, done.paid_amount, done.failure_reason) == (S.PROCESSED, 15000, None)
+        assert len(world.sessions.orders) == 1
+
+    def test_a_failed_publish_keeps_the_session_paid_and_the_next_attempt_publishes(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+        world.publisher.fail_next = 1
+
+        paid = world.settlement.confirm_with_qpay(session, source="webhook")
+
+        assert paid.status == S.PAID
+        assert paid.emit_lease_until is None  # released: no wait for the lease
+        done = world.settlement.fulfil(paid)
+        assert done.status == S.PROCESSED
+        assert len(world.publisher.published) == 1
+        assert len(world.sessions.orders) == 1
+
+    @pytest.mark.parametrize("stage", ["before_order", "before_event", "before_processed"])
+    def test_a_crash_mid_fulfilment_is_finished_by_the_next_attempt_with_one_order(self, world, stage):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+
+        def crash(current, _session):
+            if current == stage:
+                raise RuntimeError(stage)
+
+        crashing = Settlement(
+            unit_credentials(),
+            world.sessions,
+            world.qpay,
+            world.publisher,
+            clock=world.clock,
+            fault_hook=crash,
+        )
+        with pytest.raises(RuntimeError):
+            crashing.confirm_with_qpay(session, source="webhook")
+        world.clock.advance(seconds=31)  # the crashed worker's publish lease lapses
+
+        done = world.settlement.fulfil(world.stored(session.session_id))
+
+        assert done.status == S.PROCESSED
+        assert len(world.sessions.orders) == 1
+        published = 2 if stage == "before_processed" else 1  # at least once
+        assert len(world.publisher.published) == published
+        assert {order.order_id for _, order in world.publisher.published} == {done.order_id}
+
+    def test_a_live_publish_lease_is_respected(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+        crashing = Settlement(
+            unit_credentials(),
+            world.sessions,
+            world.qpay,
+            world.publisher,
+            clock=world.clock,
+            fault_hook=lambda stage, _s: (
+                (_ for _ in ()).throw(RuntimeError()) if stage == "before_event" else None
+            ),
+        )
+        with pytest.raises(RuntimeError):
+            crashing.confirm_with_qpay(session, source="webhook")
+
+        # Within the lease another worker leaves the publish to its holder
+        assert world.settlement.fulfil(world.stored(session.session_id)).status == S.PAID
+        assert world.publisher.published == []
+
+
+class TestCancellation:
+    def test_cancel_is_idempotent_and_cancels_the_invoice(self, world):
+        session = world.create()
+
+        first = world.cancellation.cancel("alice", session.session_id)
+        second = world.cancellation.cancel("alice", session.session_id)
+
+        assert first.status == second.status == S.CANCELLED
+        assert first.cancelled_at == "2026-12-01T12:00:00.000Z"
+        assert world.qpay.invoices[session.invoice_id]["status"] == "CANCELLED"
+
+    @pytest.mark.parametrize(
+        ("prepare", "error"),
+        [("pay", AlreadyPaid), ("expire", SessionExpired), ("underpay", NotCancellable)],
+    )
+    def test_cancel_refuses_what_cannot_be_cancelled(self, world, prepare, error):
+        session = world.create(15000)
+        if prepare == "pay":
+            world.qpay.pay(session.invoice_id, 15000)
+            world.settlement.confirm_with_qpay(session, source="webhook")
+        elif prepare == "expire":
+            world.sessions.expire(session, world.clock.now())
+        else:
+            world.qpay.pay(session.invoice_id, 100)
+            world.settlement.confirm_with_qpay(session, source="webhook")
+
+        with pytest.raises(error):
+            world.cancellation.cancel("alice", session.session_id)
+
+    def test_a_payment_that_beat_the_cancel_is_fulfilled_and_the_cancel_says_so(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)  # QPay answers INVOICE_PAID to the cancel
+
+        with pytest.raises(AlreadyPaid):
+            world.cancellation.cancel("alice", session.session_id)
+
+        assert world.stored(session.session_id).status == S.PROCESSED
+        assert len(world.sessions.orders) == 1
+
+    def test_another_users_session_is_not_found(self, world):
+        session = world.create(user_id="alice")
+
+        with pytest.raises(SessionNotFound):
+            world.cancellation.cancel("bob", session.session_id)
+
+    def test_a_late_payment_after_cancel_is_honoured(self, world):
+        session = world.create()
+        cancelled = world.cancellation.cancel("alice", session.session_id)
+        world.qpay.pay(session.invoice_id, 15000)
+
+        done = world.settlement.confirm_with_qpay(cancelled, source="reconcile")
+
+        assert done.status == S.PROCESSED
+
+
+class TestQueries:
+    def test_polling_asks_qpay_at_most_once_per_interval(self, world):
+        session = world.create()
+
+        for _ in range(10):
+            world.queries.get_payment("alice", session.session_id)
+        checks_in_one_interval = world.qpay.calls.count("check_payment")
+        world.clock.advance(seconds=5)
+        world.queries.get_payment("alice", session.session_id)
+
+        assert checks_in_one_interval == 1
+        assert world.qpay.calls.count("check_payment") == 2
+
+    def test_a_read_finds_a_payment_whose_callback_never_came(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+
+        assert world.queries.get_payment("alice", session.session_id).status == S.PROCESSED
+
+    def test_closed_sessions_never_ask_qpay(self, world):
+        session = world.create()
+        world.cancellation.cancel("alice", session.session_id)
+        calls = list(world.qpay.calls)
+
+        world.queries.get_payment("alice", session.session_id)
+
+        assert world.qpay.calls == calls
+
+    def test_a_read_past_expiry_expires_the_session(self, world):
+        session = world.create()
+        world.clock.advance(minutes=31)
+
+        read = world.queries.get_payment("alice", session.session_id)
+
+        assert read.status == S.EXPIRED
+        assert world.qpay.invoices[session.invoice_id]["status"] == "CANCELLED"
+
+    def test_listing_pages_newest_first_and_cursors_belong_to_their_user(self, world):
+        ids = []
+        for amount in (100, 200, 300):
+            ids.append(world.create(amount).session_id)
+            world.clock.advance(seconds=1)
+        world.create(user_id="bob")
+
+        first, cursor = world.queries.list_payments("alice", limit=2, cursor=None)
+        second, end = world.queries.list_payments("alice", limit=2, cursor=cursor)
+
+        assert [s.session_id for s in first + second] == ids[::-1]
+        assert end is None
+        with pytest.raises(InvalidCursor):
+            world.queries.list_payments("bob", limit=2, cursor=cursor)
+        with pytest.raises(InvalidCursor):
+            world.queries.list_payments("alice", limit=2, cursor="garbage")
+
+
+class TestScheduledJobs:
+    def test_reconcile_finds_a_lost_callback_then_backs_off(self, world):
+        paid = world.create()
+        world.qpay.pay(paid.invoice_id, 15000)
+        unpaid = world.create()
+
+        summary = world.jobs.reconcile(remaining_seconds=120)
+
+        assert summary.outcomes == {"confirmed": 1, "still_open": 1}
+        assert world.stored(paid.session_id).status == S.PROCESSED
+        assert world.stored(unpaid.session_id).next_check_at == int(world.clock.epoch()) + 60
+        assert world.jobs.reconcile(remaining_seconds=120).due == 0
+        world.clock.advance(seconds=60)
+        world.jobs.reconcile(remaining_seconds=120)
+        assert world.stored(unpaid.session_id).next_check_at == int(world.clock.epoch()) + 120
+
+    def test_grace_checks_end_with_the_grace_window(self, world):
+        session = world.create()
+        world.cancellation.cancel("alice", session.session_id)
+        world.clock.advance(hours=25)
+
+        summary = world.jobs.reconcile(remaining_seconds=120)
+
+        assert summary.outcomes == {"grace_over": 1}
+        assert world.stored(session.session_id).reconcile_shard is None
+
+    def test_expire_closes_old_pending_sessions_and_their_invoices(self, world):
+        old = world.create()
+        world.clock.advance(minutes=31)
+        fresh = world.create()
+
+        summary = world.jobs.expire(remaining_seconds=120)
+
+        assert summary.outcomes == {"expired": 1}
+        assert world.stored(old.session_id).status == S.EXPIRED
+        assert world.stored(fresh.session_id).status == S.PENDING
+        assert world.qpay.invoices[old.invoice_id]["status"] == "CANCELLED"
+
+    def test_ebarimt_registers_a_receipt_for_a_processed_session(self):
+        world = World(EBARIMT_ENABLED="true")
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+        world.settlement.confirm_with_qpay(session, source="webhook")
+
+        summary = world.jobs.ebarimt(remaining_seconds=120)
+
+        stored = world.stored(session.session_id)
+        assert summary.outcomes == {"registered": 1}
+        assert (stored.ebarimt_status, stored.ebarimt_shard) == ("REGISTERED", None)
+        assert world.qpay.receipts[0]["payment_id"] == stored.payment_ids[0]
