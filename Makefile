@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 
-.PHONY: help install run simulator token inspect test lint validate unit integration e2e bench build clean
+.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,7 +84,7 @@ inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspec
 
 # The suites that start servers (DynamoDB Local, the simulator, the local stack) each pick free
 # ports, so they run side by side; each one's output is printed whole when it ends.
-SLOW_SUITES := integration e2e
+SLOW_SUITES := integration e2e contract
 
 test: install lint validate unit ## Lint, validate the template, run every test suite
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
@@ -114,6 +114,9 @@ integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process,
 
 e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole local stack over HTTP, and the checkout page in headless Chromium
 	$(call run_suite,e2e,tests/e2e)
+
+contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
+	$(call run_suite,contract,tests/contract)
 
 bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler
 	@$(PY) -m bench.cold_start

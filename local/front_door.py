@@ -2,13 +2,15 @@
 
 It reproduces what a client and a handler notice of API Gateway HTTP API:
 - route selection: the most specific route wins (literal segment > `{param}` > `{proxy+}`,
-  an exact method > ANY), then `$default`; no match is 404 `{"message":"Not Found"}`;
+  an exact method > ANY), then `$default`; no match, for any method (TRACE and made-up ones
+  included), is 404 `{"message":"Not Found"}`;
 - the JWT authorizer runs before the handler: 401 `{"message":"Unauthorized"}` otherwise;
 - the payload 2.0 event (lower-cased headers, comma-joined duplicates, cookies, base64 bodies
   for non-text content types, requestContext with the JWT claims as strings);
 - the response mapping of payload 2.0, including the "no statusCode" shortcut;
 - the gateway's own errors: 413 over 10 MB, 500 when the function fails, 503 when the
-  integration times out, 429 when the function is throttled (at its concurrency limit).
+  integration times out, 429 when the function is throttled (at its concurrency limit), and
+  JSON (never HTML) for requests too malformed to route.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -389,6 +392,28 @@ class FrontDoor:
 class _FrontDoorRequestHandler(LocalRequestHandler):
     max_body_bytes = HTTP_API_MAX_PAYLOAD_BYTES
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_<METHOD> with an HTML 501; the gateway routes
+        # every method (an ANY route, else its JSON 404), so every method goes to _dispatch.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line or chunk, an over-long or
+        over-many header) in the gateway's JSON shape, never its HTML page."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        logger.info("request refused before routing -> %s (%s)", code, message or phrase)
+        # http.server treats an unparsable request line as HTTP/0.9 and would answer with a bare
+        # body; the gateway always answers with a status line.
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = self.protocol_version
+        self.close_connection = True
+        self.send_json(code, {"message": phrase}, [("Connection", "close")])
+
     def reply_too_large(self) -> None:
         self.close_connection = True
         self.send_json(413, TOO_LARGE, [("Connection", "close")])
@@ -402,6 +427,10 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
         except BodyTooLarge as error:
             logger.info("%s %s -> 413 (%s)", self.command, logged_path, error)
             self.reply_too_large()
+            return
+        except ValueError:
+            # A chunk size that is not hexadecimal: the framing is broken, so is the connection.
+            self.send_error(400, "malformed chunked body")
             return
         request = IncomingRequest(
             method=self.command,
@@ -425,5 +454,3 @@ class _FrontDoorRequestHandler(LocalRequestHandler):
             response.status,
             (time.monotonic() - started) * 1000,
         )
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch

@@ -4,10 +4,9 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from qpay_common import dependencies
-from qpay_common.api import caller_user_id, http_handler
+from qpay_common.api import SessionIdPath, caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, error_responses
 from qpay_common.cancellation import Cancellation
 
@@ -20,11 +19,11 @@ router = Router()
     description="409 ALREADY_PAID once paid (also when the payment arrives during the cancel), 409 EXPIRED.",
     responses={
         200: {"description": "Cancelled", "content": {"application/json": {"model": PaymentView}}},
-        **error_responses(400, 401, 404, 409, 500),
+        **error_responses(401, 404, 409, 500),
     },
 )
 def cancel_payment(
-    session_id: Annotated[str, Path(max_length=64)],
+    session_id: SessionIdPath,
     cancellation: Annotated[Cancellation, Depends(dependencies.cancellation)],
 ) -> PaymentView:
     session = cancellation.cancel(caller_user_id(router), session_id)

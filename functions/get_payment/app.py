@@ -5,10 +5,10 @@ from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from qpay_common import dependencies
-from qpay_common.api import caller_user_id, http_handler
+from qpay_common.api import SessionIdPath, caller_user_id, http_handler
 from qpay_common.api_models import PaymentView, PaymentWithQr, error_responses
 from qpay_common.queries import Queries
 
@@ -27,7 +27,7 @@ router = Router()
     },
 )
 def get_payment(
-    session_id: Annotated[str, Path(max_length=64)],
+    session_id: SessionIdPath,
     queries: Annotated[Queries, Depends(dependencies.queries)],
     include: Annotated[Literal["qr"] | None, Query()] = None,
 ) -> PaymentView | PaymentWithQr:

@@ -25,7 +25,14 @@ router = Router()
 def list_payments(
     queries: Annotated[Queries, Depends(dependencies.queries)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            pattern=r"^[A-Za-z0-9_-]*$",
+            description="`next_cursor` of the previous page; any other value is 400 `cursor_not_issued`",
+        ),
+    ] = None,
 ) -> PaymentList:
     sessions, next_cursor = queries.list_payments(caller_user_id(router), limit=limit, cursor=cursor)
     return PaymentList(

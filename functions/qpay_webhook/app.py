@@ -34,8 +34,9 @@ router = Router()
 )
 def qpay_callback(
     settlement: Annotated[Settlement, Depends(dependencies.settlement)],
-    session_id: Annotated[str | None, Query(max_length=64)] = None,
-    token: Annotated[str | None, Query(max_length=128)] = None,
+    # Unconstrained on purpose: any session id or token that is not a valid pair is a 401.
+    session_id: Annotated[str | None, Query(description="The session id in the callback URL")] = None,
+    token: Annotated[str | None, Query(description="The callback URL's HMAC; a wrong one is 401")] = None,
     qpay_payment_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response[str]:
     logger.info("QPay callback", extra={"qpay_payment_id": qpay_payment_id})

@@ -23,3 +23,22 @@ def test_a_token_for_another_session_or_secret_is_refused():
 def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
     host = "https://abcdefghij.execute-api.ap-southeast-1.amazonaws.com"
     assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32)) <= 255
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["ñ" * 43, "\u202e" + "a" * 42, "a" * 129, "a" * 100_000, "", " " * 43, "\x00" * 43],
+    ids=["non-ascii", "bidi-override", "129-chars", "100k-chars", "empty", "spaces", "nul"],
+)
+def test_a_hostile_token_is_refused_without_raising(token):
+    # compare_digest raises TypeError on non-ASCII str: such a token must be a plain refusal.
+    assert is_valid_callback_token("s3cret", "ps_abc", token) is False
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["ñandú", "\ud800", "x" * 100_000, "ps_abc\n"],
+    ids=["non-ascii", "surrogate", "huge", "newline"],
+)
+def test_a_hostile_session_id_is_refused_without_raising(session_id):
+    assert is_valid_callback_token("s3cret", session_id, callback_token("s3cret", "ps_abc")) is False

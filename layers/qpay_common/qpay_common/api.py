@@ -1,26 +1,66 @@
 """The HTTP API resolver every function uses: validation on, the contract's error shape, the
-64 KB body limit, and the caller's identity from the JWT authorizer."""
+64 KB body limit, hostile bodies refused before parsing, and the caller's identity from the JWT
+authorizer. Every guard against what a client sends lives here, not in a handler."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Router
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from qpay_common.domain import SESSION_ID_PATTERN
 from qpay_common.errors import ConfigurationError, PaymentError, Unauthorized
 from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
 from qpay_common.observability import logger, metrics
+from qpay_common.request_body import (
+    BodyRejected,
+    UnsupportedMediaType,
+    body_text,
+    check_json_media_type,
+    parse_json,
+)
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 MAX_BODY_BYTES = 64 * 1024
+
+# A value that is not a session id names no session: 404, like an unknown or someone else's id.
+SessionIdPath = Annotated[
+    str, Path(pattern=SESSION_ID_PATTERN, description="A session id (`ps_` and 32 hex digits)")
+]
+
+
+class _ContractRequestValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, but a body is UTF-8 JSON within request_body's limits, or
+    refused (415 for another media type: no form or multipart parsing). Runs only for routes
+    that take a body, so a webhook POST with a body we ignore is never refused for it."""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        try:
+            check_json_media_type(event.headers.get("content-type"))
+            text = body_text(event.body, event.is_base64_encoded)
+            return None if text is None else parse_json(text)
+        except UnsupportedMediaType:
+            raise RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": "not JSON"}],
+            ) from None
+        except BodyRejected as rejected:
+            raise RequestValidationError(
+                [{"type": rejected.kind, "loc": ("body",), "msg": rejected.message, "input": {}, "ctx": {}}]
+            ) from None
 
 
 def _json_error(
@@ -34,6 +74,10 @@ def _json_error(
 
 
 class PaymentsResolver(APIGatewayHttpResolver):
+    def __init__(self) -> None:
+        super().__init__(enable_validation=True)
+        self._request_validation_middleware = _ContractRequestValidation()
+
     def resolve(self, event: Any, context: LambdaContext) -> dict[str, Any]:
         # Checked before routing, so an oversized body is never parsed.
         if _body_size(event) > MAX_BODY_BYTES:
@@ -54,20 +98,31 @@ def _body_size(event: Any) -> int:
     return len(body.encode("utf-8"))
 
 
-def build_resolver(*routers: Router) -> PaymentsResolver:
+def build_resolver(
+    *routers: Router, allowed_methods: Callable[[str], Sequence[str]] | None = None
+) -> PaymentsResolver:
     """A resolver serving `routers`. Routes live on Routers so the OpenAPI function can gather
-    every function's routes into one document."""
-    app = PaymentsResolver(enable_validation=True)
+    every function's routes into one document.
+
+    `allowed_methods` maps a route path (`/payments/{session_id}`) to the methods the API serves
+    there: a request the gateway routed here (an `ANY` route) with another method is then a 405
+    with `Allow`, as RFC 9110 asks, instead of a 404."""
+    app = PaymentsResolver()
     for router in routers:
         app.include_router(router)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[Any]:
         details = validation_details(exc.errors())
-        if any(detail["type"] == "json_invalid" for detail in details):
-            return _json_error(
-                HTTPStatus.BAD_REQUEST, "VALIDATION_ERROR", "request body is not valid JSON", details
-            )
+        if details and all(detail["loc"][:1] == ["path"] for detail in details):
+            # Path parameters are session ids; one that cannot exist is simply not found.
+            return _json_error(HTTPStatus.NOT_FOUND, "NOT_FOUND", "payment session not found")
+        body_errors = [
+            detail for detail in details if detail["loc"] == ["body"] and detail["type"] != "missing"
+        ]
+        if body_errors:
+            # The body could not be read at all: say why, once.
+            return _json_error(HTTPStatus.BAD_REQUEST, "VALIDATION_ERROR", body_errors[0]["msg"], body_errors)
         return _json_error(HTTPStatus.BAD_REQUEST, "VALIDATION_ERROR", "request is invalid", details)
 
     @app.exception_handler(RequestUnsupportedContentType)
@@ -92,6 +147,16 @@ def build_resolver(*routers: Router) -> PaymentsResolver:
 
     @app.not_found
     def _no_route(exc: Exception) -> Response[Any]:
+        event = app.current_event
+        route_path = (event.route_key or "").partition(" ")[2]
+        allowed = list(allowed_methods(route_path)) if allowed_methods and route_path else []
+        if allowed:
+            return Response(
+                status_code=int(HTTPStatus.METHOD_NOT_ALLOWED),
+                content_type=content_types.APPLICATION_JSON,
+                body=error_body("METHOD_NOT_ALLOWED", f"this path serves only {', '.join(allowed)}"),
+                headers={"Allow": ", ".join(allowed)},
+            )
         return _json_error(HTTPStatus.NOT_FOUND, "NOT_FOUND", "no such route")
 
     return app

@@ -39,8 +39,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# 35 characters: fits QPay's 45-character sender_invoice_no, unguessable.
+SESSION_ID_PATTERN = r"^ps_[0-9a-f]{32}$"
+
+
 def new_session_id() -> str:
-    # 35 characters: fits QPay's 45-character sender_invoice_no, unguessable.
     return "ps_" + secrets.token_hex(16)
 
 

@@ -24,8 +24,12 @@ class InvalidRequest(PaymentError):
 
 
 class InvalidCursor(InvalidRequest):
+    # A rule JSON Schema cannot state (which cursors this API issued): named in details[].type.
+    detail_type = "cursor_not_issued"
+
     def __init__(self) -> None:
-        super().__init__("cursor is not one this API returned")
+        message = "cursor is not one this API returned"
+        super().__init__(message, [{"loc": ["query", "cursor"], "msg": message, "type": self.detail_type}])
 
 
 class PayloadTooLarge(PaymentError):

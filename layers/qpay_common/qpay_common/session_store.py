@@ -11,11 +11,20 @@ import abc
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from qpay_common.domain import EbarimtStatus, Order, PaymentSession, PaymentStatus, iso, purge_epoch
+from qpay_common.domain import (
+    SESSION_ID_PATTERN,
+    EbarimtStatus,
+    Order,
+    PaymentSession,
+    PaymentStatus,
+    iso,
+    purge_epoch,
+)
 from qpay_common.errors import InvalidCursor
 from qpay_common.settings import Settings
 from qpay_common.state_machine import OPEN_STATUSES, WATCHED_BY, Event, Job, transition_for
@@ -30,6 +39,8 @@ from qpay_common.work_queues import (
 # A newly PAID session is checked a minute later: reconcile finishes the order if this worker dies.
 FIRST_CHECK_DELAY_SECONDS = {PaymentStatus.PAID: RECONCILE_BACKOFF_SECONDS[0]}
 CURSOR_FIELDS = ("user_id", "session_id", "created_at")
+# domain.iso(): the created_at of every session, and so of every cursor this API issues.
+_ISO_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
 class SessionStore(abc.ABC):
@@ -191,12 +202,18 @@ def encode_cursor(last_key: Mapping[str, str] | None) -> str | None:
 
 
 def decode_cursor(user_id: str, cursor: str) -> dict[str, str]:
-    """The index key a cursor stands for; InvalidCursor unless this API issued it to this user."""
+    """The index key a cursor stands for; InvalidCursor unless this API issued it to this user.
+    Every part is checked, because DynamoDB answers a malformed ExclusiveStartKey (an empty or
+    oversized key attribute) with an error, not an empty page."""
     try:
         plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         values = {name: plain[name] for name in CURSOR_FIELDS}
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise InvalidCursor() from None
     if not all(isinstance(value, str) for value in values.values()) or values["user_id"] != user_id:
+        raise InvalidCursor()
+    if not re.fullmatch(SESSION_ID_PATTERN, values["session_id"]) or not _ISO_TIMESTAMP.fullmatch(
+        values["created_at"]
+    ):
         raise InvalidCursor()
     return values
