@@ -8,6 +8,8 @@ It reproduces what a client and a handler notice of API Gateway HTTP API:
 - the payload 2.0 event (lower-cased headers, comma-joined duplicates, cookies, base64 bodies
   for non-text content types, requestContext with the JWT claims as strings);
 - the response mapping of payload 2.0, including the "no statusCode" shortcut;
+- CORS as the API's CorsConfiguration says: preflights answered by the gateway, allowed origins
+  echoed on responses;
 - the gateway's own errors: 413 over 10 MB, 500 when the function fails, 503 when the
   integration times out, 429 when the function is throttled (at its concurrency limit), and
   JSON (never HTML) for requests too malformed to route.
@@ -40,7 +42,7 @@ from local.jwt_auth import (
     token_scopes,
     verify_token,
 )
-from local.template import LOCAL_ACCOUNT_ID, HttpRoute, Template
+from local.template import LOCAL_ACCOUNT_ID, CorsSpec, HttpRoute, Template
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +335,24 @@ class FrontDoor:
 
     def handle(self, request: IncomingRequest) -> HttpResponse:
         request_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode().rstrip("=")
-        response = self._handle(request, request_id)
+        cors = self.template.cors
+        origin = request.header("origin")
+        if (
+            cors is not None
+            and request.method == "OPTIONS"
+            and request.header("access-control-request-method")
+        ):
+            # API Gateway answers CORS preflight itself, before routes and authorizers.
+            response = HttpResponse(204, _preflight_headers(cors, origin))
+        else:
+            response = self._handle(request, request_id)
+            if cors is not None and origin and cors.allows(origin):
+                response.headers = [
+                    (name, value)
+                    for name, value in response.headers
+                    if not name.lower().startswith("access-control-")
+                ]
+                response.headers.extend(_cors_headers(cors, origin))
         response.headers.append(("Apigw-Requestid", request_id))
         return response
 
@@ -387,6 +406,29 @@ class FrontDoor:
         except InvalidLambdaResponse as error:
             logger.error("%s returned an invalid response: %s", route.function_id, error)
             return HttpResponse.json(500, INTERNAL_ERROR)
+
+
+def _cors_headers(cors: CorsSpec, origin: str) -> list[tuple[str, str]]:
+    headers = [("Access-Control-Allow-Origin", "*" if "*" in cors.allow_origins else origin)]
+    if cors.allow_credentials:
+        headers.append(("Access-Control-Allow-Credentials", "true"))
+    if cors.expose_headers:
+        headers.append(("Access-Control-Expose-Headers", ",".join(cors.expose_headers)))
+    return headers
+
+
+def _preflight_headers(cors: CorsSpec, origin: str | None) -> list[tuple[str, str]]:
+    """A preflight from an origin the configuration does not allow gets no CORS headers."""
+    if not origin or not cors.allows(origin):
+        return []
+    headers = _cors_headers(cors, origin)
+    if cors.allow_methods:
+        headers.append(("Access-Control-Allow-Methods", ",".join(cors.allow_methods)))
+    if cors.allow_headers:
+        headers.append(("Access-Control-Allow-Headers", ",".join(cors.allow_headers)))
+    if cors.max_age is not None:
+        headers.append(("Access-Control-Max-Age", str(cors.max_age)))
+    return headers
 
 
 class _FrontDoorRequestHandler(LocalRequestHandler):

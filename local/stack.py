@@ -36,7 +36,13 @@ from local.jwt_auth import JwtSettings
 from local.lambda_invoke import LambdaInvokeApi
 from local.processes import ManagedProcess, ProcessError
 from local.scheduler import ScheduleError, Scheduler, SchedulerSettings
-from local.template import Template, TemplateError, create_tables, load_template
+from local.template import (
+    Template,
+    TemplateError,
+    create_tables,
+    load_template,
+    parameters_bound_to_variables,
+)
 
 logger = logging.getLogger("local.stack")
 
@@ -60,6 +66,18 @@ class _Interrupted(Exception):
 
 def default_simulator_command(port: int, host: str) -> list[str]:
     return [sys.executable, "-m", SIMULATOR_MODULE, "--host", host, "--port", str(port)]
+
+
+def shell_parameter_overrides(template_path: Path) -> dict[str, str]:
+    """Template parameters set through the variables they feed: CHECKOUT_SHOP_ORIGINS=... make run
+    sets ShopOrigins, so the front door's CORS and the functions agree."""
+    overrides = {}
+    for variable, (parameter, separator) in parameters_bound_to_variables(template_path).items():
+        if variable in os.environ:
+            value = os.environ[variable]
+            # A list parameter joined into the variable: its items back as a list parameter's value.
+            overrides[parameter] = ",".join(value.split(separator)) if separator else value
+    return overrides
 
 
 def check_ports(ports: LocalPorts) -> None:
@@ -112,7 +130,9 @@ class LocalStack:
         scheduler_settings = SchedulerSettings.from_env()
         runtime_settings = RuntimeSettings.from_env()
         jwt_settings = JwtSettings.from_env()
-        self.template = template = load_template(self.template_path)
+        self.template = template = load_template(
+            self.template_path, shell_parameter_overrides(self.template_path)
+        )
         check_ports(self.ports)
 
         self.dynamodb = DynamoDBLocal(self.ports.dynamodb, host=self.ports.host, repo_root=self.repo_root)

@@ -329,6 +329,21 @@ def fake_attribute(logical_id: str, resource_type: str, attribute: str, resolver
 
 
 @dataclass(frozen=True)
+class CorsSpec:
+    """An HttpApi's CorsConfiguration, as API Gateway applies it."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    def allows(self, origin: str) -> bool:
+        return "*" in self.allow_origins or origin in self.allow_origins
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     logical_id: str
     content_uri: Path
@@ -437,6 +452,7 @@ class Template:
     tables: dict[str, TableSpec]
     event_buses: list[EventBusSpec]
     layers: list[LayerSpec]
+    cors: CorsSpec | None = None
 
     def function(self, logical_id: str) -> FunctionSpec:
         return self.functions[logical_id]
@@ -649,11 +665,65 @@ class _TemplateReader:
             )
         return tables
 
+    def cors(self, api_ids: list[str]) -> CorsSpec | None:
+        """The CorsConfiguration of the (first) HttpApi the routes use, or of Globals.HttpApi."""
+        api_globals = self.globals.get("HttpApi") or {}
+        for api_id in api_ids or [""]:
+            resource = self.resolver.resources.get(api_id) or {}
+            properties = _sam_merge(api_globals, resource.get("Properties") or {})
+            config = self.resolver.resolve(properties.get("CorsConfiguration"))
+            if not config or config is NO_VALUE:
+                continue
+            if config is True:
+                return CorsSpec(allow_origins=("*",), allow_methods=("*",), allow_headers=("*",))
+
+            def listed(key: str, values: dict[str, Any] = config) -> tuple[str, ...]:
+                return tuple(_stringify(item) for item in values.get(key) or ())
+
+            max_age = config.get("MaxAge")
+            return CorsSpec(
+                allow_origins=listed("AllowOrigins"),
+                allow_methods=tuple(method.upper() for method in listed("AllowMethods")),
+                allow_headers=tuple(header.lower() for header in listed("AllowHeaders")),
+                expose_headers=listed("ExposeHeaders"),
+                max_age=None if max_age is None else _as_int(max_age, 0, "CorsConfiguration.MaxAge"),
+                allow_credentials=config.get("AllowCredentials") in (True, "true"),
+            )
+        return None
+
     def event_buses(self) -> list[EventBusSpec]:
         return [
             EventBusSpec(logical_id, self.resolver.resource_name(logical_id))
             for logical_id, _ in self.enabled_resources("AWS::Events::EventBus")
         ]
+
+
+def parameters_bound_to_variables(path: str | Path) -> dict[str, tuple[str, str | None]]:
+    """{variable: (parameter, separator)} for every function environment variable that is
+    `!Ref Parameter`, or `!Join [separator, !Ref ListParameter]` (Globals included), so a setting
+    given to `make run` can set the parameter too."""
+    raw = load_yaml(Path(path))
+    parameters = raw.get("Parameters") or {}
+    sources = [((raw.get("Globals") or {}).get("Function") or {})]
+    sources += [
+        (resource or {}).get("Properties") or {}
+        for resource in (raw.get("Resources") or {}).values()
+        if (resource or {}).get("Type") == "AWS::Serverless::Function"
+    ]
+    bound: dict[str, tuple[str, str | None]] = {}
+    for properties in sources:
+        variables = ((properties.get("Environment") or {}).get("Variables")) or {}
+        for variable, value in variables.items():
+            if not isinstance(value, dict):
+                continue
+            if set(value) == {"Ref"} and value["Ref"] in parameters:
+                bound[variable] = (value["Ref"], None)
+            joined = value.get("Fn::Join") if set(value) == {"Fn::Join"} else None
+            if isinstance(joined, list) and len(joined) == 2 and isinstance(joined[1], dict):
+                reference = joined[1].get("Ref")
+                if set(joined[1]) == {"Ref"} and reference in parameters:
+                    bound[variable] = (reference, str(joined[0]))
+    return bound
 
 
 def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | None = None) -> Template:
@@ -695,6 +765,7 @@ def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | Non
         tables=reader.tables(),
         event_buses=reader.event_buses(),
         layers=reader.layers(),
+        cors=reader.cors(api_ids),
     )
 
 

@@ -96,12 +96,12 @@ Resources:
 
 
 class Door:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, template_text: str = TEMPLATE):
         self.calls = tmp_path / "calls.txt"
         code = tmp_path / "handlers" / "echo"
         code.mkdir(parents=True)
         (code / "app.py").write_text(ECHO_HANDLER.format(calls=str(self.calls)))
-        (tmp_path / "template.yaml").write_text(TEMPLATE)
+        (tmp_path / "template.yaml").write_text(template_text)
         template = load_template(tmp_path / "template.yaml")
         self.runtime = FunctionRuntime(template)
         self.front_door = FrontDoor(template, self.runtime, jwt_settings=SETTINGS)
@@ -364,3 +364,64 @@ def test_template_in_this_repo_routes_are_all_reachable():
         # An ANY route serves the methods no other route on its path declares, TRACE among them.
         method = "TRACE" if declared.method == "ANY" else declared.method
         assert router.match(method, concrete).route == declared
+
+
+SHOP = "https://shop.example"
+CORS_TEMPLATE = TEMPLATE.replace(
+    "      Auth:\n        DefaultAuthorizer: Jwt",
+    "      CorsConfiguration:\n"
+    f"        AllowOrigins: [{SHOP}]\n"
+    "        AllowMethods: [GET, POST]\n"
+    "        AllowHeaders: [authorization, content-type]\n"
+    "        ExposeHeaders: [retry-after]\n"
+    "        MaxAge: 600\n"
+    "      Auth:\n        DefaultAuthorizer: Jwt",
+)
+
+
+@pytest.fixture
+def cors_door(tmp_path):
+    opened = Door(tmp_path, CORS_TEMPLATE)
+    yield opened
+    opened.runtime.stop()
+
+
+def test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway(cors_door):
+    preflight = [("Origin", SHOP), ("Access-Control-Request-Method", "POST")]
+
+    response = cors_door.request(
+        "OPTIONS", "/things", [*preflight, ("Access-Control-Request-Headers", "authorization")]
+    )
+
+    headers = dict(response.headers)
+    assert response.status == 204
+    assert headers["Access-Control-Allow-Origin"] == SHOP
+    assert headers["Access-Control-Allow-Methods"] == "GET,POST"
+    assert headers["Access-Control-Allow-Headers"] == "authorization,content-type"
+    assert headers["Access-Control-Max-Age"] == "600"
+    # No token needed and no function called: the gateway answers preflights itself
+    assert cors_door.call_count() == 0
+
+
+def test_a_preflight_from_another_origin_gets_no_cors_headers(cors_door):
+    response = cors_door.request(
+        "OPTIONS", "/things", [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]
+    )
+
+    assert response.status == 204
+    assert not [name for name, _ in response.headers if name.lower().startswith("access-control-")]
+
+
+def test_responses_to_an_allowed_origin_carry_its_cors_headers(cors_door):
+    allowed = cors_door.request("GET", "/public", [("Origin", SHOP)])
+    foreign = cors_door.request("GET", "/public", [("Origin", "https://evil.example")])
+
+    assert dict(allowed.headers)["Access-Control-Allow-Origin"] == SHOP
+    assert dict(allowed.headers)["Access-Control-Expose-Headers"] == "retry-after"
+    assert "Access-Control-Allow-Origin" not in dict(foreign.headers)
+
+
+def test_without_a_cors_configuration_no_cors_headers_are_added(door):
+    response = door.request("GET", "/public", [("Origin", SHOP)])
+
+    assert "Access-Control-Allow-Origin" not in dict(response.headers)

@@ -324,3 +324,18 @@ def test_create_tables_builds_the_template_tables_in_moto():
 
         # And running it again changes nothing and does not fail
         assert create_tables(client, template) == []
+
+
+def test_a_setting_given_to_make_run_sets_the_parameter_its_variable_comes_from(monkeypatch):
+    from local.stack import shell_parameter_overrides
+
+    monkeypatch.setenv("SESSION_EXPIRY_MINUTES", "3")
+    monkeypatch.setenv("CHECKOUT_SHOP_ORIGINS", "https://a.example https://b.example")
+
+    overrides = shell_parameter_overrides(REPO_TEMPLATE)
+    template = load_template(REPO_TEMPLATE, overrides)
+
+    assert overrides["SessionExpiryMinutes"] == "3"
+    assert template.cors is not None
+    assert template.cors.allow_origins == ("https://a.example", "https://b.example")
+    assert load_template(REPO_TEMPLATE).cors is None
