@@ -15,6 +15,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 USER ?= alice
+SCOPES ?=
 
 .PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench build clean
 
@@ -76,8 +77,8 @@ run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :
 simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API)
 	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator
 
-token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice
-	@$(PY) -m local.dev_token $(USER)
+token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice [SCOPES=payments/admin]
+	@$(PY) -m local.dev_token "$(USER)" $(if $(SCOPES),--scopes "$(SCOPES)")
 
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)

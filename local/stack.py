@@ -282,6 +282,8 @@ class LocalStack:
             "  6. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
             f"  7. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
             f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
+            "  7. OPS=$(make -s token USER=ops SCOPES=payments/admin)    # an operator: the /admin routes",
+            f'     curl -s {api}/admin/payments/$SESSION_ID -H "Authorization: Bearer $OPS"   # and QPay',
         ]
         return lines
 

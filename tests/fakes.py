@@ -5,7 +5,7 @@ semantics as DynamoDB (status and version, due bounds, the fulfilment transactio
 domain verbs and their bookkeeping run on top of it unchanged.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,15 @@ from qpay_common.clock import Clock
 from qpay_common.credentials import QPayCredentials
 from qpay_common.domain import Order, PaymentSession, PaymentStatus
 from qpay_common.errors import DuplicateSettlement, QPayRejected, StaleSession
-from qpay_common.qpay_models import EbarimtReceipt, Invoice, PaymentCheck, PaymentRow
+from qpay_common.qpay_models import (
+    EbarimtReceipt,
+    Invoice,
+    InvoiceDetails,
+    PaymentCheck,
+    PaymentDetails,
+    PaymentRow,
+)
+from qpay_common.session_listing import Position, Stream
 from qpay_common.session_store import CURSOR_FIELDS, SessionStore, decode_cursor, encode_cursor
 from qpay_common.settings import Settings
 from qpay_common.work_queues import WorkQueue
@@ -60,6 +68,7 @@ class InMemorySessions(SessionStore):
         self.orders: dict[str, Order] = {}
         self.settlements: dict[str, str] = {}
         self.writes = 0
+        self.index_reads = 0
 
     def get(self, session_id: str) -> PaymentSession | None:
         item = self.items.get(session_id)
@@ -119,6 +128,34 @@ class InMemorySessions(SessionStore):
         visible = [PaymentSession.model_validate(item) for item in page if item["status"] != "CREATING"]
         last = {name: page[-1][name] for name in CURSOR_FIELDS} if len(mine) > limit else None
         return visible, encode_cursor(last)
+
+    def query_index(
+        self,
+        stream: Stream,
+        *,
+        created_from: str | None,
+        created_to: str | None,
+        after: Position | None,
+        limit: int,
+    ) -> tuple[list[PaymentSession], Position | None]:
+        attribute = "status" if stream.index == "by_status" else "user_id"
+        selected = sorted(
+            (
+                item
+                for item in self.items.values()
+                if item[attribute] == stream.partition
+                and (created_from is None or item["created_at"] >= created_from)
+                and (created_to is None or item["created_at"] <= created_to)
+                and (after is None or (item["created_at"], item["session_id"]) < after)
+            ),
+            key=lambda item: (item["created_at"], item["session_id"]),
+            reverse=True,
+        )
+        self.index_reads += 1
+        page = selected[:limit]
+        following = (page[-1]["created_at"], page[-1]["session_id"]) if len(selected) > limit else None
+        wanted = {stream.status.value} if stream.status else {s.value for s in PaymentStatus} - {"CREATING"}
+        return [PaymentSession.model_validate(item) for item in page if item["status"] in wanted], following
 
     def due_session_ids(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
@@ -183,17 +220,23 @@ class FakeCache:
 
 
 class FakeQPay:
-    """QPay as the use cases see it: invoices, payment rows, and scripted errors."""
+    """QPay as the use cases see it: invoices, payment rows (P2P or CARD), receipts, scripted errors."""
 
     def __init__(self) -> None:
         self.invoices: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, list[PaymentRow]] = {}
+        self.payment_types: dict[str, str] = {}
         self.calls: list[str] = []
         self.fail_next: dict[str, Exception] = {}
         self.receipts: list[dict[str, Any]] = []
+        self.receipt_status: dict[str, str] = {}
+        # Run while a call is in flight (before QPay answers it): races in one thread.
+        self.during: dict[str, Callable[[], Any]] = {}
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
+        if name in self.during:
+            self.during.pop(name)()
         if name in self.fail_next:
             raise self.fail_next.pop(name)
 
@@ -202,6 +245,16 @@ class FakeQPay:
         invoice_id = f"inv-{len(self.invoices) + 1}"
         self.invoices[invoice_id] = {"amount": request.amount, "status": "OPEN"}
         return Invoice(invoice_id=invoice_id, qr_text=f"qr-{invoice_id}", qr_image="iVBOR", urls=[])
+
+    def get_invoice(self, invoice_id: str) -> InvoiceDetails:
+        self._call("get_invoice")
+        invoice = self.invoices[invoice_id]
+        return InvoiceDetails(
+            invoice_id=invoice_id,
+            invoice_status=invoice["status"],
+            total_amount=invoice["amount"],
+            payments=self.payments.get(invoice_id, []),
+        )
 
     def cancel_invoice(self, invoice_id: str) -> None:
         self._call("cancel_invoice")
@@ -214,17 +267,52 @@ class FakeQPay:
         rows = self.payments.get(invoice_id, [])
         return PaymentCheck(count=len(rows), rows=rows)
 
+    def _row(self, payment_id: str) -> PaymentRow:
+        for rows in self.payments.values():
+            for row in rows:
+                if row.payment_id == payment_id:
+                    return row
+        raise QPayRejected("not found", status=404, code="PAYMENT_NOTFOUND")
+
+    def get_payment(self, payment_id: str) -> PaymentDetails:
+        self._call("get_payment")
+        row = self._row(payment_id)
+        return PaymentDetails(
+            payment_id=payment_id,
+            payment_status=row.payment_status,
+            payment_amount=row.payment_amount,
+            payment_type=self.payment_types[payment_id],
+        )
+
+    def refund_payment(self, payment_id: str, note: str, callback_url: str | None = None) -> None:
+        self._call("refund_payment")
+        row = self._row(payment_id)
+        if self.payment_types[payment_id] != "CARD":
+            raise QPayRejected("card only", status=400, code="PAYMENT_NOT_CARD")
+        if row.payment_status != "PAID":
+            raise QPayRejected("done", status=400, code="PAYMENT_ALREADY_CANCELED")
+        row.payment_status = "REFUNDED"
+
     def create_ebarimt(self, payload: dict[str, Any]) -> EbarimtReceipt:
         self._call("create_ebarimt")
         self.receipts.append(payload)
+        self.receipt_status[payload["payment_id"]] = "REGISTERED"
         return EbarimtReceipt(
             id=f"receipt-{len(self.receipts)}", ebarimt_receipt_id=f"{len(self.receipts):033d}"
         )
 
-    def pay(self, invoice_id: str, amount: int) -> str:
+    def cancel_ebarimt(self, payment_id: str) -> EbarimtReceipt:
+        self._call("cancel_ebarimt")
+        if payment_id not in self.receipt_status:
+            raise QPayRejected("no receipt", status=400, code="EBARIMT_NOT_REGISTERED")
+        self.receipt_status[payment_id] = "CANCELED"
+        return EbarimtReceipt(barimt_status="CANCELED")
+
+    def pay(self, invoice_id: str, amount: int, payment_type: str = "P2P") -> str:
         rows = self.payments.setdefault(invoice_id, [])
         payment_id = f"pay-{invoice_id}-{len(rows) + 1}"
         rows.append(PaymentRow(payment_id=payment_id, payment_status="PAID", payment_amount=amount))
+        self.payment_types[payment_id] = payment_type
         return payment_id
 
 
@@ -232,10 +320,13 @@ class World:
     """Every use case wired to in-memory parts and one fixed clock, as dependencies.py wires them."""
 
     def __init__(self, **settings: Any) -> None:
+        from qpay_common.admin import AdminOperations
+        from qpay_common.admin_reports import AdminReports
         from qpay_common.cancellation import Cancellation
         from qpay_common.creation import PaymentCreation
         from qpay_common.ebarimt import EbarimtService
         from qpay_common.queries import Queries
+        from qpay_common.refunds import Refunds
         from qpay_common.scheduled import ScheduledJobs
         from qpay_common.settlement import Settlement
 
@@ -270,15 +361,20 @@ class World:
             self.cancellation,
             clock=self.clock,
         )
-        ebarimt = EbarimtService(self.settings, self.sessions, self.qpay, clock=self.clock)
+        self.ebarimt = EbarimtService(self.settings, self.sessions, self.qpay, clock=self.clock)
         self.jobs = ScheduledJobs(
             self.settings,
             self.sessions,
             self.settlement,
             self.cancellation,
-            ebarimt,
+            self.ebarimt,
             clock=self.clock,
         )
+        self.refunds = Refunds(
+            credentials, self.sessions, self.qpay, self.publisher, self.ebarimt, clock=self.clock
+        )
+        self.admin = AdminOperations(self.sessions, self.qpay, self.settlement, self.publisher)
+        self.reports = AdminReports(self.sessions, clock=self.clock)
 
     def create(self, amount: int = 15000, user_id: str = "alice", **fields: Any) -> PaymentSession:
         from qpay_common.api_models import CreatePaymentRequest
@@ -292,6 +388,14 @@ class World:
 
         return callback_token(WEBHOOK_SECRET, session_id)
 
+    def processed(self, amount: int = 15000, payment_type: str = "CARD", **fields: Any) -> PaymentSession:
+        """A fulfilled session paid by one payment of `payment_type`."""
+        session = self.create(amount, **fields)
+        self.qpay.pay(session.invoice_id or "", amount, payment_type)
+        done = self.settlement.confirm_with_qpay(session, source="webhook")
+        assert done.status == PaymentStatus.PROCESSED
+        return done
+
     def stored(self, session_id: str) -> PaymentSession:
         session = self.sessions.get(session_id)
         assert session is not None
@@ -301,12 +405,20 @@ class World:
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[tuple[PaymentSession, Order]] = []
+        self.refunds: list[tuple[PaymentSession, Any]] = []
         self.fail_next = 0
 
-    def payment_completed(self, session: PaymentSession, order: Order) -> None:
+    def _maybe_fail(self) -> None:
         from qpay_common.events import EventPublishError
 
         if self.fail_next:
             self.fail_next -= 1
             raise EventPublishError("bus unavailable")
+
+    def payment_completed(self, session: PaymentSession, order: Order) -> None:
+        self._maybe_fail()
         self.published.append((session, order))
+
+    def payment_refunded(self, session: PaymentSession, refund: Any) -> None:
+        self._maybe_fail()
+        self.refunds.append((session, refund))

@@ -187,3 +187,50 @@ def list_event(*, user_id: str = "alice", **query: str) -> dict[str, Any]:
     if query:
         event["queryStringParameters"] = dict(query)
     return event
+
+
+ADMIN_SCOPE = "payments/admin"
+
+
+def admin_event(
+    method: str,
+    path: str,
+    *,
+    user_id: str | None = "ops",
+    scopes: str | None = ADMIN_SCOPE,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+) -> dict[str, Any]:
+    """An /admin/... event as API Gateway builds it; `scopes` is the token's `scope` claim (None:
+    no scope claim at all)."""
+    event = with_user(sample_event("admin"), user_id)
+    template_path = "/" + "/".join(
+        "{session_id}" if part.startswith("ps_") else part for part in path.strip("/").split("/")
+    )
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {template_path}"
+    event["requestContext"]["http"]["method"] = method
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = urlencode(query or {})
+    event.pop("queryStringParameters", None)
+    if query:
+        event["queryStringParameters"] = dict(query)
+    session_id = next((part for part in path.split("/") if part.startswith("ps_")), None)
+    event.pop("pathParameters", None)
+    if session_id:
+        event["pathParameters"] = {"session_id": session_id}
+    if user_id is not None:
+        jwt = event["requestContext"]["authorizer"]["jwt"]
+        jwt["claims"].pop("scope", None)
+        jwt["scopes"] = None
+        if scopes is not None:
+            jwt["claims"]["scope"] = scopes
+            jwt["scopes"] = scopes.split()
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+        event["headers"]["content-type"] = "application/json"
+    return event
+
+
+def admin(method: str, path: str, **options: Any) -> tuple[int, Any]:
+    """Call the admin handler."""
+    return invoke("admin", admin_event(method, path, **options))

@@ -22,7 +22,14 @@ from qpay_common.api_models import error_responses
 from qpay_common.checkout_site import openapi_paths as checkout_paths
 from qpay_common.observability import logger
 
-ROUTED_FUNCTIONS = ("create_payment", "list_payments", "get_payment", "cancel_payment", "qpay_webhook")
+ROUTED_FUNCTIONS = (
+    "create_payment",
+    "list_payments",
+    "get_payment",
+    "cancel_payment",
+    "qpay_webhook",
+    "admin",
+)
 
 # API Gateway's own answers, which never reach a function: (status, message, description, when).
 # "secured": routes behind the JWT authorizer; "scoped": those that also require a scope;
@@ -54,8 +61,17 @@ PUBLIC_OPERATIONS = frozenset(
         ("get", "/checkout/assets/{file}"),
     }
 )
-# The routes template.yaml gives AuthorizationScopes (none yet; the operator routes will be).
-SCOPED_OPERATIONS: frozenset[tuple[str, str]] = frozenset()
+# The routes template.yaml gives AuthorizationScopes: the operators' routes.
+SCOPED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("get", "/admin/payments"),
+        ("get", "/admin/payments/{session_id}"),
+        ("post", "/admin/payments/{session_id}/reconcile"),
+        ("post", "/admin/payments/{session_id}/republish"),
+        ("post", "/admin/payments/{session_id}/refund"),
+        ("get", "/admin/summary"),
+    }
+)
 
 
 def _handler_module(name: str) -> ModuleType:
@@ -93,7 +109,10 @@ def openapi_schema() -> dict[str, Any]:
         document_app.get_openapi_json_schema(
             title="QPay payments API",
             version="1.0.0",
-            description="Create, read, list and cancel QPay payments; QPay's callback.",
+            description=(
+                "Create, read, list and cancel QPay payments; QPay's callback; the operators' "
+                "/admin routes (scope payments/admin)."
+            ),
             security_schemes={"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             security=[{"jwt": []}],
         )

@@ -46,3 +46,18 @@ def test_environment_settings_are_used_for_signing(monkeypatch):
 def test_negative_minutes_give_an_expired_token():
     with pytest.raises(Unauthorized, match="expired"):
         verify_token(mint_token("alice", minutes=-1, settings=JwtSettings()), JwtSettings())
+
+
+def test_scopes_go_in_the_scope_claim_the_front_door_checks(capsys):
+    from local.jwt_auth import Forbidden, check_scopes
+
+    assert main(["ops", "--scopes", "payments/admin,reports/read"]) == 0
+    claims = verify_token(capsys.readouterr().out.strip(), JwtSettings())
+
+    assert claims["scope"] == "payments/admin reports/read"
+    check_scopes(claims, ("payments/admin",))
+    assert main(["alice"]) == 0
+    plain = verify_token(capsys.readouterr().out.strip(), JwtSettings())
+    assert "scope" not in plain
+    with pytest.raises(Forbidden):
+        check_scopes(plain, ("payments/admin",))

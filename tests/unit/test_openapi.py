@@ -155,3 +155,37 @@ def test_the_document_uses_json_schema_keywords_only_and_states_the_models_limit
     assert (items["minItems"], items["maxItems"]) == (1, 100)
     read = document["paths"]["/payments/{session_id}"]["get"]["parameters"][0]
     assert read["schema"]["pattern"] == "^ps_[0-9a-f]{32}$"
+
+
+ADMIN_ROUTES = {
+    ("GET", "/admin/payments"),
+    ("GET", "/admin/payments/{session_id}"),
+    ("POST", "/admin/payments/{session_id}/reconcile"),
+    ("POST", "/admin/payments/{session_id}/republish"),
+    ("POST", "/admin/payments/{session_id}/refund"),
+    ("GET", "/admin/summary"),
+}
+
+
+def test_the_admin_routes_need_the_admin_scope_in_the_template_and_the_document():
+    from qpay_common.api import ADMIN_SCOPE
+
+    admin_routes = [r for r in load_template(TEMPLATE).routes if r.path.startswith("/admin")]
+    routes = {(r.method, r.path): r for r in admin_routes if r.method != "ANY"}
+    # Any other method on an admin path is answered 405 by the OpenAPI function, before any auth.
+    assert {r.path for r in admin_routes if r.method == "ANY"} == {path for _, path in ADMIN_ROUTES}
+    documented = {
+        (method.upper(), path): operation
+        for path, operations in openapi_schema()["paths"].items()
+        if path.startswith("/admin")
+        for method, operation in operations.items()
+    }
+
+    assert set(routes) == set(documented) == ADMIN_ROUTES
+    for route in routes.values():
+        assert route.authorizer == "JwtAuthorizer"
+        assert route.authorization_scopes == (ADMIN_SCOPE,)
+    for operation in documented.values():
+        assert operation["security"] == [{"jwt": [ADMIN_SCOPE]}]
+        assert ADMIN_SCOPE in operation["description"]
+        assert {"401", "403"} <= set(operation["responses"])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from qpay_common.domain import PaymentSession, PaymentStatus
+from qpay_common.domain import PaymentSession, PaymentStatus, Refund
 from qpay_common.state_machine import (
     GRACE,
     PAYABLE,
@@ -50,8 +50,18 @@ def apply(
         Event.FULFILLED: lambda: store.mark_processed(session, now),
         Event.CANCEL: lambda: store.cancel(session, now),
         Event.EXPIRE: lambda: store.expire(session, now),
+        Event.REFUND: lambda: store.mark_refunded(session, REFUND, now),
     }
     return verbs[event]()
+
+
+REFUND = Refund(
+    requested_by="ops",
+    requested_at="2026-12-01T12:00:00.000Z",
+    note="returned",
+    payment_ids=["pay-1"],
+    amount=1000,
+)
 
 
 @pytest.fixture
@@ -98,6 +108,11 @@ def test_the_derived_views_match_the_contract():
     assert set(WATCHED_BY) == set(PaymentStatus)
     late = {row.source for row in TRANSITIONS if row.late_payment}
     assert {S.CANCELLED, S.EXPIRED} == late
+    # Issue 11: only a fulfilled payment is refunded, and a refund is final.
+    assert [(row.source, row.target) for row in TRANSITIONS if row.event == Event.REFUND] == [
+        (S.PROCESSED, S.REFUNDED)
+    ]
+    assert not any(row.source == S.REFUNDED for row in TRANSITIONS)
 
 
 def test_entering_pending_queues_reconcile_now_and_expiry(store):
@@ -161,3 +176,45 @@ def test_a_write_on_a_stale_version_loses(store):
 
     with pytest.raises(StaleSession):
         apply(store, session, Event.EXPIRE, FixedClock())
+
+
+def test_a_late_payment_is_marked_and_an_expiry_is_dated(store):
+    clock = FixedClock()
+    expired = apply(store, stored(store, S.PENDING), Event.EXPIRE, clock)
+    assert store.items[expired.session_id]["expired_at"] == "2026-12-01T12:00:00.000Z"
+
+    paid = apply(store, expired, Event.PAYMENT_VERIFIED, clock)
+
+    assert store.items[paid.session_id]["late_payment"] is True
+    on_time = apply(store, stored(store, S.FAILED), Event.PAYMENT_VERIFIED, clock)
+    assert "late_payment" not in store.items[on_time.session_id]
+
+
+@pytest.mark.parametrize(
+    ("receipt", "cancel_due"),
+    [("REGISTERED", True), ("ERROR", True), ("PENDING", True), ("SKIPPED", False), (None, False)],
+)
+def test_entering_refunded_queues_a_receipt_cancel_only_if_a_receipt_may_exist(store, receipt, cancel_due):
+    clock = FixedClock()
+    session = stored(store, S.PROCESSED)
+    item = store.items[session.session_id]
+    if receipt is not None:
+        item["ebarimt_status"] = receipt
+        # A registration retry was due (ERROR/PENDING): its queue entry must not linger as one.
+        item.update(ebarimt_shard="E#1", ebarimt_next_at=int(clock.epoch()) + 600, ebarimt_attempts=3)
+    session = PaymentSession.model_validate(item)
+
+    refunded = apply(store, session, Event.REFUND, clock)
+
+    item = store.items[refunded.session_id]
+    assert item["refund"]["requested_by"] == "ops"
+    assert item["purge_at"] == int(clock.epoch()) + 30 * 86400
+    assert "reconcile_shard" not in item
+    if cancel_due:
+        assert item["ebarimt_status"] == "CANCELLING"
+        assert item["ebarimt_shard"].startswith("E#")
+        assert (item["ebarimt_next_at"], item["ebarimt_attempts"]) == (int(clock.epoch()), 0)
+    else:
+        assert item.get("ebarimt_status") == receipt
+        assert "ebarimt_shard" not in item
+        assert "ebarimt_next_at" not in item

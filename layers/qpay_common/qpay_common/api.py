@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qpay_common.domain import SESSION_ID_PATTERN
-from qpay_common.errors import ConfigurationError, PaymentError, Unauthorized
+from qpay_common.errors import ConfigurationError, Forbidden, PaymentError, Unauthorized
 from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
 from qpay_common.observability import logger, metrics
 from qpay_common.request_body import (
@@ -30,6 +30,9 @@ from qpay_common.request_body import (
     check_json_media_type,
     parse_json,
 )
+
+# The JWT scope of the operators' /admin routes (template.yaml AuthorizationScopes on each).
+ADMIN_SCOPE = "payments/admin"
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -193,3 +196,27 @@ def public_base_url(app: BaseRouter, configured: str | None) -> str:
         return configured.rstrip("/")
     domain = cast(APIGatewayProxyEventV2, app.current_event).request_context.domain_name
     return f"https://{domain}"
+
+
+def caller_scopes(app: BaseRouter) -> set[str]:
+    """The token's scopes: the authorizer's list, or the `scope` (space separated) or `scp` claim
+    (a list, which API Gateway hands over as "[a b]")."""
+    authorizer = cast(APIGatewayProxyEventV2, app.current_event).request_context.authorizer
+    scopes = {str(scope) for scope in authorizer.jwt_scopes or []}
+    claims = authorizer.jwt_claim or {}
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            scopes.update(value.strip().strip("[]").split())
+        elif isinstance(value, list):
+            scopes.update(str(scope) for scope in value)
+    return scopes
+
+
+def caller_admin_id(app: BaseRouter) -> str:
+    """The operator's id. API Gateway already refuses tokens without the admin scope; checking it
+    again here keeps a route that lost its AuthorizationScopes from serving everyone."""
+    user_id = caller_user_id(app)
+    if ADMIN_SCOPE not in caller_scopes(app):
+        raise Forbidden(f"this route needs the {ADMIN_SCOPE} scope")
+    return user_id

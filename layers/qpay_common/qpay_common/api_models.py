@@ -296,12 +296,14 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
     descriptions = {
         400: "Invalid input",
         401: "Missing or invalid credentials",
+        403: "The token lacks the scope this route needs",
         404: "Unknown, or not the caller's",
         409: "Conflicts with the session's state or an earlier request",
         413: "Body over 64 KB",
         415: "Body is not JSON",
         500: "Internal error",
         502: "QPay unavailable",
+        503: "The event bus did not take the event; repeating the request publishes it",
     }
     return {
         status: {

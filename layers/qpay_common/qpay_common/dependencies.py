@@ -11,6 +11,8 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar
 
+from qpay_common.admin import AdminOperations
+from qpay_common.admin_reports import AdminReports
 from qpay_common.cache import CacheStore
 from qpay_common.cancellation import Cancellation
 from qpay_common.creation import PaymentCreation
@@ -19,6 +21,7 @@ from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.queries import Queries
+from qpay_common.refunds import Refunds
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import ScheduledJobs
 from qpay_common.settings import Settings, load_settings
@@ -83,8 +86,13 @@ def cache_store() -> CacheStore:
 
 
 @once
+def event_publisher() -> EventPublisher:
+    return EventPublisher(settings())
+
+
+@once
 def settlement() -> Settlement:
-    return Settlement(credentials(), repository(), qpay_client(), EventPublisher(settings()))
+    return Settlement(credentials(), repository(), qpay_client(), event_publisher())
 
 
 @once
@@ -103,10 +111,28 @@ def queries() -> Queries:
 
 
 @once
+def ebarimt() -> EbarimtService:
+    return EbarimtService(settings(), repository(), qpay_client())
+
+
+@once
 def scheduled_jobs() -> ScheduledJobs:
-    config = settings()
-    ebarimt = EbarimtService(config, repository(), qpay_client())
-    return ScheduledJobs(config, repository(), settlement(), cancellation(), ebarimt)
+    return ScheduledJobs(settings(), repository(), settlement(), cancellation(), ebarimt())
+
+
+@once
+def refunds() -> Refunds:
+    return Refunds(credentials(), repository(), qpay_client(), event_publisher(), ebarimt())
+
+
+@once
+def admin_operations() -> AdminOperations:
+    return AdminOperations(repository(), qpay_client(), settlement(), event_publisher())
+
+
+@once
+def admin_reports() -> AdminReports:
+    return AdminReports(repository())
 
 
 def reset() -> None:
@@ -116,11 +142,16 @@ def reset() -> None:
         qpay_client,
         repository,
         cache_store,
+        event_publisher,
         settlement,
         cancellation,
         payment_creation,
         queries,
+        ebarimt,
         scheduled_jobs,
+        refunds,
+        admin_operations,
+        admin_reports,
     )
     for cached in built:
         cached.cache_clear()

@@ -19,6 +19,8 @@ class PaymentStatus(StrEnum):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
     FAILED = "FAILED"
+    # A card payment returned to the customer through QPay's refund endpoint (admin refund).
+    REFUNDED = "REFUNDED"
 
 
 AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
@@ -29,6 +31,15 @@ class EbarimtStatus(StrEnum):
     REGISTERED = "REGISTERED"
     ERROR = "ERROR"
     SKIPPED = "SKIPPED"
+    # The session was refunded: its receipt is being cancelled, was cancelled, or could not be.
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    CANCEL_FAILED = "CANCEL_FAILED"
+
+
+# Receipt states in which QPay may hold a receipt for the payment (a registration may have
+# landed although its answer was lost): a refund asks QPay to cancel it.
+RECEIPT_MAY_EXIST = frozenset({EbarimtStatus.PENDING, EbarimtStatus.REGISTERED, EbarimtStatus.ERROR})
 
 
 CURRENCY = "MNT"
@@ -64,6 +75,21 @@ class LineItem(BaseModel):
     unit_price: int
 
 
+class Refund(BaseModel):
+    """An operator's refund of a session: who asked, when, why, and how far it got."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requested_by: str
+    requested_at: str
+    note: str
+    payment_ids: list[str]
+    amount: int
+    refunded_at: str | None = None
+    # When PaymentRefunded was put on the bus; None while it still has to be.
+    published_at: str | None = None
+
+
 class PaymentSession(BaseModel):
     """A payment session as stored; the repository returns these, never raw items."""
 
@@ -92,8 +118,12 @@ class PaymentSession(BaseModel):
     expires_at: str | None = None
     paid_at: str | None = None
     cancelled_at: str | None = None
+    expired_at: str | None = None
     processed_at: str | None = None
+    # Paid after it was cancelled or expired (honoured by policy A).
+    late_payment: bool | None = None
     failure_reason: str | None = None
+    refund: Refund | None = None
     purge_at: int | None = None
     emit_lease_until: float | None = None
     reconcile_shard: str | None = None

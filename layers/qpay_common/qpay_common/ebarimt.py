@@ -1,5 +1,6 @@
 """Ebarimt 3.0 e-receipts, after PROCESSED: never blocks or rolls back an order, never logs the
-receiver (personal data), idempotent (a receipt id present means done)."""
+receiver (personal data), idempotent (a receipt id present means done). A refunded session's
+receipt is cancelled by the same job, with the same claims, backoff and attempt limit."""
 
 import contextlib
 from typing import Any
@@ -9,7 +10,7 @@ from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus
 from qpay_common.errors import QPayError, QPayRejected, StaleSession
 from qpay_common.observability import count, logger
 from qpay_common.qpay_client import QPayClient
-from qpay_common.qpay_codes import EBARIMT_PERMANENT
+from qpay_common.qpay_codes import EBARIMT_CANCEL_PERMANENT, EBARIMT_PERMANENT, EBARIMT_RECEIPT_ABSENT
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
 from qpay_common.work_queues import EBARIMT_BACKOFF_SECONDS, EBARIMT_QUEUE, backoff
@@ -34,6 +35,8 @@ class EbarimtService:
         session = self._repository.get(session_id)
         if session is None:
             return "gone"
+        if session.status == PaymentStatus.REFUNDED:
+            return self.cancel_receipt(session)
         if (
             session.status != PaymentStatus.PROCESSED
             or session.ebarimt_receipt_id
@@ -64,17 +67,89 @@ class EbarimtService:
             receipt = self._qpay.create_ebarimt(self._request(session))
         except QPayError as exc:
             return self._record_failure(session, exc, attempts)
-        self._record(
-            session,
-            EbarimtStatus.REGISTERED,
-            still_due=False,
-            ebarimt_receipt_id=receipt.ebarimt_receipt_id or receipt.id,
-            ebarimt_qr_data=receipt.ebarimt_qr_data,
-            ebarimt_lottery=receipt.ebarimt_lottery,
-            ebarimt_last_error=None,
-        )
+        fields = {
+            "ebarimt_receipt_id": receipt.ebarimt_receipt_id or receipt.id,
+            "ebarimt_qr_data": receipt.ebarimt_qr_data,
+            "ebarimt_lottery": receipt.ebarimt_lottery,
+        }
         count("EbarimtRegistered")
+        try:
+            self._repository.record_ebarimt(
+                session, EbarimtStatus.REGISTERED, still_due=False, ebarimt_last_error=None, **fields
+            )
+        except StaleSession:
+            return self._registered_while_moving_on(session.session_id, fields)
         return "registered"
+
+    def cancel_receipt(self, session: PaymentSession) -> str:
+        """One attempt at cancelling the receipt of a refunded session (the refund and the job
+        both call this; the claim lets one of them at a time ask QPay)."""
+        if session.ebarimt_status != EbarimtStatus.CANCELLING:
+            self._stop_watching(session)
+            return "not_due"
+        attempts = (session.ebarimt_attempts or 0) + 1
+        now = self._clock.now()
+        try:
+            session = self._repository.claim_ebarimt_attempt(
+                session,
+                now,
+                next_attempt_at=now.timestamp() + backoff(EBARIMT_BACKOFF_SECONDS, attempts - 1),
+                attempts=attempts,
+            )
+        except StaleSession:
+            return "claimed_elsewhere"
+        if not session.payment_ids:
+            self._record(session, EbarimtStatus.SKIPPED, still_due=False)
+            return "no_receipt"
+        try:
+            receipt = self._qpay.cancel_ebarimt(session.payment_ids[0])
+        except QPayRejected as exc:
+            if exc.code in EBARIMT_RECEIPT_ABSENT and not session.ebarimt_receipt_id:
+                # Never registered: nothing was issued, nothing to cancel.
+                self._record(session, EbarimtStatus.SKIPPED, still_due=False, ebarimt_last_error=None)
+                return "no_receipt"
+            return self._record_cancel_failure(session, exc.code or type(exc).__name__, attempts, exc)
+        except QPayError as exc:
+            return self._record_cancel_failure(session, exc.code or type(exc).__name__, attempts, exc)
+        if (receipt.barimt_status or "CANCELED").upper() not in ("CANCELED", "CANCELLED"):
+            return self._record_cancel_failure(session, f"BARIMT_STATUS_{receipt.barimt_status}", attempts)
+        self._record(session, EbarimtStatus.CANCELLED, still_due=False, ebarimt_last_error=None)
+        count("EbarimtCancelled")
+        return "cancelled"
+
+    def _registered_while_moving_on(self, session_id: str, fields: dict[str, Any]) -> str:
+        """The session changed while QPay registered its receipt. If it was refunded meanwhile, the
+        refund may have found no receipt to cancel: this one is queued for cancelling now."""
+        current = self._repository.get(session_id)
+        if current is None or current.status != PaymentStatus.REFUNDED:
+            return "registered"  # another run recorded it; its write stands
+        try:
+            current = self._repository.queue_receipt_cancel(current, self._clock.now(), **fields)
+        except StaleSession:
+            return "claimed_elsewhere"
+        return self.cancel_receipt(current)
+
+    def _record_cancel_failure(
+        self, session: PaymentSession, error: str, attempts: int, exc: QPayError | None = None
+    ) -> str:
+        permanent = exc is not None and isinstance(exc, QPayRejected) and exc.code in EBARIMT_CANCEL_PERMANENT
+        # A receipt we recorded that QPay says does not exist needs a person too.
+        permanent = permanent or (exc is not None and exc.code in EBARIMT_RECEIPT_ABSENT)
+        gave_up = permanent or attempts >= self._settings.ebarimt_max_attempts
+        status = EbarimtStatus.CANCEL_FAILED if gave_up else EbarimtStatus.CANCELLING
+        self._record(session, status, still_due=not gave_up, ebarimt_last_error=error)
+        count("EbarimtCancelFailed")
+        if gave_up:
+            count("EbarimtGaveUp")
+            logger.error(
+                "Ebarimt receipt of a refund not cancelled; giving up",
+                extra={"error": error, "attempts": attempts},
+            )
+            return "cancel_gave_up"
+        logger.warning(
+            "Ebarimt receipt cancel failed; will retry", extra={"error": error, "attempts": attempts}
+        )
+        return "cancel_retry_later"
 
     def _record_failure(self, session: PaymentSession, exc: QPayError, attempts: int) -> str:
         # The error text names the QPay path and code only: never the request, which holds the receiver.

@@ -40,6 +40,12 @@ class Unauthorized(PaymentError):
     code = "UNAUTHORIZED"
 
 
+class Forbidden(PaymentError):
+    """A valid identity without the scope the route needs (the operators' payments/admin)."""
+
+    code = "FORBIDDEN"
+
+
 class SessionNotFound(PaymentError):
     code = "NOT_FOUND"
 
@@ -57,6 +63,31 @@ class SessionExpired(PaymentError):
 
 class NotCancellable(PaymentError):
     code = "NOT_CANCELLABLE"
+
+
+class NotRefundable(PaymentError):
+    """Only a fulfilled (PROCESSED) session can be refunded."""
+
+    code = "NOT_REFUNDABLE"
+
+
+class RefundNotSupported(PaymentError):
+    """QPay refunds card payments only; QR/P2P bank transfers cannot be returned by API."""
+
+    code = "REFUND_NOT_SUPPORTED"
+
+
+class NoOrder(PaymentError):
+    """The session has no order (it was never paid in full), so there is nothing to republish."""
+
+    code = "NO_ORDER"
+
+
+class EventBusUnavailable(PaymentError):
+    """The change was recorded but its event could not be put on the bus; repeating the request
+    puts it there (consumers dedupe)."""
+
+    code = "EVENT_BUS_UNAVAILABLE"
 
 
 class IdempotencyConflict(PaymentError):

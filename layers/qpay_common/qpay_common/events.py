@@ -1,13 +1,15 @@
-"""PaymentCompleted on the app's EventBridge bus. At least once: consumers dedupe on order_id."""
+"""PaymentCompleted and PaymentRefunded on the app's EventBridge bus. At least once: consumers
+dedupe on order_id (and, for refunds, on the detail type)."""
 
 import json
 from typing import Any
 
-from qpay_common.domain import Order, PaymentSession
+from qpay_common.domain import Order, PaymentSession, Refund
 from qpay_common.settings import Settings
 
 SOURCE = "qpay.payments"
 PAYMENT_COMPLETED = "PaymentCompleted"
+PAYMENT_REFUNDED = "PaymentRefunded"
 
 
 class EventPublishError(Exception):
@@ -49,12 +51,31 @@ class EventPublisher:
             "items": [item.model_dump() for item in session.items],
             "metadata": session.metadata,
         }
+        self._put(PAYMENT_COMPLETED, detail)
+
+    def payment_refunded(self, session: PaymentSession, refund: Refund) -> None:
+        detail = {
+            "session_id": session.session_id,
+            "order_id": session.order_id,
+            "user_id": session.user_id,
+            "amount": session.amount,
+            "refunded_amount": refund.amount,
+            "currency": session.currency,
+            "payment_ids": refund.payment_ids,
+            "refunded_at": refund.refunded_at,
+            "refunded_by": refund.requested_by,
+            "note": refund.note,
+            "metadata": session.metadata,
+        }
+        self._put(PAYMENT_REFUNDED, detail)
+
+    def _put(self, detail_type: str, detail: dict[str, Any]) -> None:
         try:
             response = self._events().put_events(
                 Entries=[
                     {
                         "Source": SOURCE,
-                        "DetailType": PAYMENT_COMPLETED,
+                        "DetailType": detail_type,
                         "Detail": json.dumps(detail),
                         "EventBusName": self._settings.event_bus_name,
                         "Resources": [],

@@ -8,12 +8,17 @@ from typing import Any
 
 from qpay_common.errors import (
     AlreadyPaid,
+    EventBusUnavailable,
+    Forbidden,
     IdempotencyConflict,
     InvalidRequest,
+    NoOrder,
     NotCancellable,
+    NotRefundable,
     PayloadTooLarge,
     PaymentError,
     QPayUnavailable,
+    RefundNotSupported,
     SessionExpired,
     SessionNotFound,
     Unauthorized,
@@ -22,13 +27,18 @@ from qpay_common.errors import (
 STATUS_BY_ERROR: dict[type[PaymentError], HTTPStatus] = {
     InvalidRequest: HTTPStatus.BAD_REQUEST,
     Unauthorized: HTTPStatus.UNAUTHORIZED,
+    Forbidden: HTTPStatus.FORBIDDEN,
     SessionNotFound: HTTPStatus.NOT_FOUND,
     AlreadyPaid: HTTPStatus.CONFLICT,
     SessionExpired: HTTPStatus.CONFLICT,
     IdempotencyConflict: HTTPStatus.CONFLICT,
     NotCancellable: HTTPStatus.CONFLICT,
+    NotRefundable: HTTPStatus.CONFLICT,
+    RefundNotSupported: HTTPStatus.CONFLICT,
+    NoOrder: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     QPayUnavailable: HTTPStatus.BAD_GATEWAY,
+    EventBusUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 

@@ -9,7 +9,8 @@ when it certainly did not (connect timeout, 429).
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -25,11 +26,13 @@ from qpay_common.errors import (
 from qpay_common.observability import logger
 from qpay_common.qpay_models import (
     EbarimtReceipt,
+    FullInvoiceRequest,
     Invoice,
     InvoiceDetails,
     InvoiceRequest,
     PaymentCheck,
     PaymentDetails,
+    PaymentList,
     TokenGrant,
     error_code_of,
 )
@@ -242,3 +245,75 @@ class QPayClient:
                 f"QPay POST /ebarimt_v3/create answered without a registered receipt: {code}", code=code
             )
         return receipt
+
+    # The rest of the merchant API (operators' tools and merchants' own apps).
+
+    def create_full_invoice(self, request: FullInvoiceRequest) -> Invoice:
+        """The full form: lines, receiver data, expiry, partial/exceed limits, Ebarimt 3.0 fields.
+        Not retried once it may have reached QPay, like the simple form: reuse the same
+        `sender_invoice_no` to try again (QPay refuses a second invoice with it)."""
+        body = self._call("POST", "/invoice", idempotent=False, json_body=request.to_body())
+        return _parse(Invoice, body, "an invoice")
+
+    def list_payments(
+        self,
+        object_type: Literal["INVOICE", "MERCHANT", "QR"],
+        object_id: str | None = None,
+        *,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        page_number: int = 1,
+        page_limit: int = PAGE_LIMIT,
+    ) -> PaymentList:
+        """One page of payments: of an invoice code (INVOICE), a QR code (QR), or the whole
+        merchant (MERCHANT) between two moments."""
+        request: dict[str, Any] = {
+            "object_type": object_type,
+            "offset": {"page_number": page_number, "page_limit": page_limit},
+        }
+        if object_id is not None:
+            request["object_id"] = object_id
+        if start_date is not None:
+            request["start_date"] = _qpay_moment(start_date)
+        if end_date is not None:
+            request["end_date"] = _qpay_moment(end_date)
+        body = self._call("POST", "/payment/list", idempotent=True, json_body=request)
+        return _parse(PaymentList, body, "a payment list")
+
+    def list_merchant_payments(self, start_date: datetime, end_date: datetime) -> list[PaymentDetails]:
+        """Every payment the merchant received in the window (all pages, up to MAX_PAGES)."""
+        rows: list[PaymentDetails] = []
+        for page in range(1, MAX_PAGES + 1):
+            listed = self.list_payments(
+                "MERCHANT", start_date=start_date, end_date=end_date, page_number=page
+            )
+            rows.extend(listed.rows)
+            if len(listed.rows) < PAGE_LIMIT or len(rows) >= listed.count:
+                break
+        return rows
+
+    def cancel_payment(self, payment_id: str, note: str, callback_url: str | None = None) -> None:
+        """Void a card payment (QPay: card payments only). Not retried once it may have reached
+        QPay: read the payment (get_payment) to learn whether an unanswered call took effect."""
+        self._reverse("cancel", payment_id, note, callback_url)
+
+    def refund_payment(self, payment_id: str, note: str, callback_url: str | None = None) -> None:
+        """Refund a card payment (QPay: card payments only; a QR/P2P transfer is refused). Not
+        retried once it may have reached QPay: read the payment to learn whether it took effect."""
+        self._reverse("refund", payment_id, note, callback_url)
+
+    def _reverse(self, action: str, payment_id: str, note: str, callback_url: str | None) -> None:
+        request: dict[str, Any] = {"note": note}
+        if callback_url is not None:
+            request["callback_url"] = callback_url
+        self._call("DELETE", f"/payment/{action}/{payment_id}", idempotent=False, json_body=request)
+
+    def cancel_ebarimt(self, payment_id: str) -> EbarimtReceipt:
+        """Cancel the Ebarimt 3.0 receipt of a payment; cancelling a cancelled receipt is a no-op."""
+        body = self._call("DELETE", f"/ebarimt_v3/{payment_id}", idempotent=True)
+        return _parse(EbarimtReceipt, body, "an ebarimt receipt")
+
+
+def _qpay_moment(moment: datetime) -> str:
+    """QPay's date form ("2026-11-22 10:00:00"), in UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -32,6 +32,8 @@ class QPayErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     EBARIMT_NOT_REGISTERED = "EBARIMT_NOT_REGISTERED"
     EBARIMT_NOTFOUND = "EBARIMT_NOTFOUND"
+    # Spelled so in QPay's documented code list.
+    EBARIMT_CANCEL_NOTSUPPERDED = "EBARIMT_CANCEL_NOTSUPPERDED"
     INVALID_RECEIVER_TYPE = "INVALID_RECEIVER_TYPE"
 
 
@@ -45,3 +47,7 @@ INVOICE_ALREADY_GONE = frozenset(
 )
 # Ebarimt answers that no retry can change (the merchant is not enabled for Ebarimt).
 EBARIMT_PERMANENT = frozenset({QPayErrorCode.EBARIMT_NOT_REGISTERED})
+# Answers to an Ebarimt cancel that mean "QPay holds no receipt for this payment".
+EBARIMT_RECEIPT_ABSENT = frozenset({QPayErrorCode.EBARIMT_NOT_REGISTERED, QPayErrorCode.EBARIMT_NOTFOUND})
+# Ebarimt cancel answers that no retry can change: a person cancels the receipt with the tax office.
+EBARIMT_CANCEL_PERMANENT = frozenset({QPayErrorCode.EBARIMT_CANCEL_NOTSUPPERDED})

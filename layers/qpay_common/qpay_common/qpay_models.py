@@ -9,7 +9,7 @@ client turns that into a typed error instead of believing half an answer.
 """
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -164,11 +164,33 @@ class PaymentRow(_QPayModel):
         return self
 
 
-class PaymentDetails(PaymentRow):
-    """GET /payment/{id}: one payment and the object (invoice) it paid."""
+# Payment statuses that mean the money went back to the payer: REFUND as well as REFUNDED is seen,
+# and a card payment voided before settlement is CANCELLED.
+RETURNED_STATUSES = frozenset({"REFUNDED", "REFUND", "CANCELLED", "CANCELED"})
+CARD = "CARD"
 
+
+class PaymentDetails(PaymentRow):
+    """GET /payment/{id}, and a row of /payment/list: one payment and the object it paid. The
+    fee and the payment type go by different names per endpoint."""
+
+    payment_fee: OptionalAmount = Field(default=None, validation_alias=AliasChoices("payment_fee", "trx_fee"))
+    payment_type: str | None = Field(
+        default=None, validation_alias=AliasChoices("payment_type", "transaction_type", "paid_by")
+    )
+    payment_wallet: str | None = Field(
+        default=None, validation_alias=AliasChoices("payment_wallet", "payemnt_wallet")
+    )
     object_type: str | None = None
     object_id: OptionalIdentifier = None
+
+    @property
+    def is_card(self) -> bool:
+        return (self.payment_type or "").upper() == CARD
+
+    @property
+    def is_returned(self) -> bool:
+        return self.payment_status.upper() in RETURNED_STATUSES
 
 
 class PaymentCheck(_QPayModel):
@@ -203,6 +225,7 @@ class InvoiceDetails(_QPayModel):
     surcharge_amount: OptionalAmount = None
     minimum_amount: OptionalAmount = None
     maximum_amount: OptionalAmount = None
+    callback_url: str | None = None
     payments: Annotated[list[PaymentRow], BeforeValidator(_empty_if_null)] = Field(default_factory=list)
 
 
@@ -248,3 +271,82 @@ def error_code_of(body: Any) -> str | None:
         if isinstance(value, str) and value and value.replace("_", "").isalnum() and value.isupper():
             return value
     return None
+
+
+# The rest of the merchant API: what the payment flow does not call, and operators and merchants'
+# own apps do (full-form invoices, payment lists, card refunds and cancels, receipt cancels).
+
+
+class InvoiceReceiver(_QPayModel):
+    # QPay's field is `register` (the receiver's register number), a name pydantic models reserve.
+    register_no: str | None = Field(default=None, validation_alias="register", serialization_alias="register")
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class InvoiceAdjustment(_QPayModel):
+    """A discount, surcharge or tax of an invoice line."""
+
+    description: str | None = Field(default=None, max_length=100)
+    amount: int = Field(ge=0)
+    discount_code: str | None = None
+    surcharge_code: str | None = None
+    tax_code: str | None = None
+    note: str | None = None
+
+
+class InvoiceLine(_QPayModel):
+    line_description: str = Field(min_length=1, max_length=255)
+    line_quantity: int | str = 1
+    line_unit_price: int = Field(ge=0)
+    sender_product_code: str | None = None
+    tax_product_code: str | None = None
+    # Ebarimt 3.0 invoices classify every line.
+    classification_code: str | None = None
+    note: str | None = None
+    discounts: list[InvoiceAdjustment] | None = None
+    surcharges: list[InvoiceAdjustment] | None = None
+    taxes: list[InvoiceAdjustment] | None = None
+
+
+class FullInvoiceRequest(_QPayModel):
+    """The full invoice form: lines (their total is the amount when `amount` is absent), receiver
+    data, expiry, partial and exceeding payments, tax type, and the Ebarimt 3.0 fields (an invoice
+    code QPay issues for it, `district_code`, `lines[].classification_code`). Sent without its
+    unset fields (`to_body`)."""
+
+    invoice_code: str = Field(min_length=1)
+    sender_invoice_no: str = Field(min_length=1, max_length=45)
+    invoice_receiver_code: str = "terminal"
+    invoice_description: str = Field(min_length=1, max_length=255)
+    callback_url: str = Field(max_length=255)
+    amount: int | None = Field(default=None, gt=0)
+    sender_branch_code: str | None = None
+    invoice_receiver_data: InvoiceReceiver | None = None
+    enable_expiry: bool | None = None
+    expiry_date: str | None = None
+    allow_partial: bool | None = None
+    minimum_amount: int | None = Field(default=None, gt=0)
+    allow_exceed: bool | None = None
+    maximum_amount: int | None = Field(default=None, gt=0)
+    note: str | None = Field(default=None, max_length=1000)
+    tax_type: Literal["1", "2", "3"] | None = None
+    district_code: str | None = None
+    lines: list[InvoiceLine] | None = None
+
+    @model_validator(mode="after")
+    def _amount_or_lines(self) -> "FullInvoiceRequest":
+        if self.amount is None and not self.lines:
+            raise ValueError("an invoice needs an amount or lines")
+        return self
+
+    def to_body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class PaymentList(_QPayModel):
+    """POST /payment/list."""
+
+    count: int = 0
+    rows: list[PaymentDetails] = Field(default_factory=list)

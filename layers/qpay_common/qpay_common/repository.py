@@ -8,17 +8,19 @@ from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from qpay_common.domain import Order, PaymentSession, PaymentStatus, iso
 from qpay_common.errors import DuplicateSettlement, StaleSession
+from qpay_common.session_listing import Position, Stream
 from qpay_common.session_store import CURSOR_FIELDS, SessionStore, decode_cursor, encode_cursor
 from qpay_common.settings import Settings
 from qpay_common.tables import OrderItem, SessionItem, bind, warm_up
 from qpay_common.work_queues import WorkQueue
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
-JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks")
+JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks", "refund")
 
 
 def _lost_race(exc: Exception) -> bool:
@@ -76,6 +78,54 @@ class SessionsRepository(SessionStore):
         if not cursor:
             return None
         return {name: {"S": value} for name, value in decode_cursor(user_id, cursor).items()}
+
+    def query_index(
+        self,
+        stream: Stream,
+        *,
+        created_from: str | None,
+        created_to: str | None,
+        after: Position | None,
+        limit: int,
+    ) -> tuple[list[PaymentSession], Position | None]:
+        """One page of the by_status or by_user index, newest first, from `after` on."""
+        index = self._sessions.by_status if stream.index == "by_status" else self._sessions.by_user
+        partition_attribute = "status" if stream.index == "by_status" else "user_id"
+        created = self._sessions.created_at
+        range_condition: Condition | None
+        if created_from is not None and created_to is not None:
+            range_condition = created.between(created_from, created_to)
+        elif created_from is not None:
+            range_condition = created >= created_from
+        elif created_to is not None:
+            range_condition = created <= created_to
+        else:
+            range_condition = None
+        filter_condition: Condition | None = None
+        if stream.index == "by_user":
+            filter_condition = self._sessions.status != PaymentStatus.CREATING.value
+            if stream.status is not None:
+                filter_condition = self._sessions.status == stream.status.value
+        start_key = None
+        if after is not None:
+            start_key = {
+                partition_attribute: {"S": stream.partition},
+                "created_at": {"S": after[0]},
+                "session_id": {"S": after[1]},
+            }
+        results = index.query(
+            stream.partition,
+            range_key_condition=range_condition,
+            filter_condition=filter_condition,
+            scan_index_forward=False,
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=start_key,
+        )
+        sessions = [self._to_session(item) for item in results]
+        last_key = results.last_evaluated_key
+        following = (last_key["created_at"]["S"], last_key["session_id"]["S"]) if last_key else None
+        return sessions, following
 
     def due_session_ids(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int

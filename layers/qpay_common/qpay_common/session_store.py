@@ -17,15 +17,18 @@ from datetime import datetime
 from typing import Any
 
 from qpay_common.domain import (
+    RECEIPT_MAY_EXIST,
     SESSION_ID_PATTERN,
     EbarimtStatus,
     Order,
     PaymentSession,
     PaymentStatus,
+    Refund,
     iso,
     purge_epoch,
 )
 from qpay_common.errors import InvalidCursor
+from qpay_common.session_listing import Position, Stream
 from qpay_common.settings import Settings
 from qpay_common.state_machine import OPEN_STATUSES, WATCHED_BY, Event, Job, transition_for
 from qpay_common.work_queues import (
@@ -76,6 +79,20 @@ class SessionStore(abc.ABC):
         """Newest first, with an opaque cursor only this user can continue."""
 
     @abc.abstractmethod
+    def query_index(
+        self,
+        stream: Stream,
+        *,
+        created_from: str | None,
+        created_to: str | None,
+        after: Position | None,
+        limit: int,
+    ) -> tuple[list[PaymentSession], Position | None]:
+        """Up to `limit` sessions of one index partition (session_listing.Stream) created within
+        the bounds, after `after`, newest first, never CREATING ones; and the position to go on
+        from (None once the partition is exhausted)."""
+
+    @abc.abstractmethod
     def due_session_ids(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
     ) -> tuple[list[str], int]:
@@ -99,8 +116,10 @@ class SessionStore(abc.ABC):
     def mark_paid(
         self, session: PaymentSession, paid_amount: int, payment_ids: list[str], now: datetime
     ) -> PaymentSession:
+        late = transition_for(session.status, Event.PAYMENT_VERIFIED).late_payment
         changes = {"paid_amount": paid_amount, "payment_ids": payment_ids, "paid_at": iso(now)}
-        return self._move(session, Event.PAYMENT_VERIFIED, now, {**changes, "failure_reason": None})
+        changes.update(failure_reason=None, late_payment=True if late else None)
+        return self._move(session, Event.PAYMENT_VERIFIED, now, changes)
 
     def record_underpayment(
         self, session: PaymentSession, paid_amount: int, payment_ids: list[str], reason: str, now: datetime
@@ -124,7 +143,27 @@ class SessionStore(abc.ABC):
         return self._move(session, Event.CANCEL, now, {"cancelled_at": iso(now)})
 
     def expire(self, session: PaymentSession, now: datetime) -> PaymentSession:
-        return self._move(session, Event.EXPIRE, now, {})
+        return self._move(session, Event.EXPIRE, now, {"expired_at": iso(now)})
+
+    # Refunds (operators)
+
+    def record_refund_request(self, session: PaymentSession, refund: Refund, now: datetime) -> PaymentSession:
+        """Who asked for a refund, and why, before QPay is asked: a refund cut short stays visible."""
+        return self._update(session, {"refund": refund.model_dump(mode="json"), "updated_at": iso(now)})
+
+    def mark_refunded(self, session: PaymentSession, refund: Refund, now: datetime) -> PaymentSession:
+        """PROCESSED -> REFUNDED; a receipt that may exist is queued for cancelling."""
+        return self._move(session, Event.REFUND, now, {"refund": refund.model_dump(mode="json")})
+
+    def record_refund_published(self, session: PaymentSession, refund: Refund) -> PaymentSession:
+        """PaymentRefunded is on the bus; the publish lease (take_emit_lease) is released."""
+        return self._update(session, {"refund": refund.model_dump(mode="json"), "emit_lease_until": None})
+
+    def queue_receipt_cancel(self, session: PaymentSession, now: datetime, **receipt: Any) -> PaymentSession:
+        """A receipt found on a refunded session (registered while the refund ran): cancel it."""
+        changes = {"ebarimt_status": EbarimtStatus.CANCELLING.value, **receipt}
+        changes.update(EBARIMT_QUEUE.enqueue(session.session_id, now.timestamp(), ebarimt_attempts=0))
+        return self._update(session, changes)
 
     # Scheduled work: a claim succeeds only while the work is still due, so of two overlapping
     # runs exactly one does it.
@@ -163,13 +202,16 @@ class SessionStore(abc.ABC):
         moved = {
             "status": target.value,
             "updated_at": iso(now),
-            **self._bookkeeping_for(session.session_id, target, now),
+            **self._bookkeeping_for(session, target, now),
             **changes,
         }
         return self._update(session, moved)
 
-    def _bookkeeping_for(self, session_id: str, target: PaymentStatus, now: datetime) -> dict[str, Any]:
+    def _bookkeeping_for(
+        self, session: PaymentSession, target: PaymentStatus, now: datetime
+    ) -> dict[str, Any]:
         """The TTL and the work-queue keys a session in `target` carries."""
+        session_id = session.session_id
         epoch = now.timestamp()
         watchers = WATCHED_BY[target]
         purge_at = None if target in OPEN_STATUSES else purge_epoch(now, self._settings.purge_after_days)
@@ -191,6 +233,11 @@ class SessionStore(abc.ABC):
                 changes.update(EBARIMT_QUEUE.enqueue(session_id, epoch))
             else:
                 changes["ebarimt_status"] = EbarimtStatus.SKIPPED.value
+        elif Job.EBARIMT_CANCEL in watchers and session.ebarimt_status in RECEIPT_MAY_EXIST:
+            changes["ebarimt_status"] = EbarimtStatus.CANCELLING.value
+            changes.update(EBARIMT_QUEUE.enqueue(session_id, epoch, ebarimt_attempts=0))
+        else:
+            changes.update(EBARIMT_QUEUE.dequeue())
         return changes
 
 

@@ -18,6 +18,7 @@ class Event(StrEnum):
     FULFILLED = "fulfilled"  # order written and PaymentCompleted published
     CANCEL = "cancel"
     EXPIRE = "expire"
+    REFUND = "refund"  # QPay returned the card payment(s) to the customer
 
 
 class Job(StrEnum):
@@ -27,6 +28,8 @@ class Job(StrEnum):
     GRACE = "grace"  # keep asking QPay for a late payment, for the grace window
     EXPIRE = "expire"
     EBARIMT = "ebarimt"
+    # Cancel the receipt of a refunded payment (the same ebarimt job and queue).
+    EBARIMT_CANCEL = "ebarimt_cancel"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.PAID, E.FULFILLED, S.PROCESSED),
     Transition(S.PENDING, E.CANCEL, S.CANCELLED),
     Transition(S.PENDING, E.EXPIRE, S.EXPIRED),
+    Transition(S.PROCESSED, E.REFUND, S.REFUNDED),
 )
 
 # Which jobs watch a session while it is in a status. PROCESSED is watched by Ebarimt only while a
@@ -66,6 +70,8 @@ WATCHED_BY: dict[PaymentStatus, frozenset[Job]] = {
     S.CANCELLED: frozenset({Job.GRACE}),
     S.EXPIRED: frozenset({Job.GRACE}),
     S.FAILED: frozenset({Job.GRACE}),
+    # Watched by the Ebarimt job only while a receipt may exist to cancel.
+    S.REFUNDED: frozenset({Job.EBARIMT_CANCEL}),
 }
 # Statuses kept forever while open; the others get a purge_at (TTL) when entered.
 OPEN_STATUSES = frozenset({S.PENDING, S.PAID})

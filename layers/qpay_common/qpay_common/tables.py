@@ -4,13 +4,14 @@ is built (bind()), never at import time."""
 from typing import Any, TypeVar
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     JSONAttribute,
     ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from qpay_common.settings import Settings
@@ -24,6 +25,47 @@ class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
         projection = AllProjection()
 
     user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+# What the by_status index copies besides its keys: the fields the operators' listing and summary
+# read (admin_models.AdminPaymentItem), not the QR image or the Ebarimt overrides.
+BY_STATUS_PROJECTED = (
+    "user_id",
+    "version",
+    "amount",
+    "paid_amount",
+    "currency",
+    "description",
+    "invoice_id",
+    "payment_ids",
+    "order_id",
+    "updated_at",
+    "expires_at",
+    "paid_at",
+    "cancelled_at",
+    "expired_at",
+    "processed_at",
+    "late_payment",
+    "failure_reason",
+    "refund",
+    "ebarimt_status",
+)
+
+
+class SessionsByStatus(GlobalSecondaryIndex["SessionItem"]):
+    """Every session by status, newest first: the operators' listing and summary, never a Scan.
+
+    The partition key is the status itself, so DynamoDB moves a session between partitions when
+    its status changes, with no index attribute to keep. One partition per status takes every
+    change into that status: fine to about a thousand a second; a busier shop would shard it.
+    """
+
+    class Meta:
+        index_name = "by_status"
+        projection = IncludeProjection(list(BY_STATUS_PROJECTED))
+
+    status = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
 
 
@@ -81,8 +123,11 @@ class SessionItem(Model):
     expires_at = UnicodeAttribute(null=True)
     paid_at = UnicodeAttribute(null=True)
     cancelled_at = UnicodeAttribute(null=True)
+    expired_at = UnicodeAttribute(null=True)
     processed_at = UnicodeAttribute(null=True)
+    late_payment = BooleanAttribute(null=True)
     failure_reason = UnicodeAttribute(null=True)
+    refund = JSONAttribute(null=True)
     # Epoch seconds; the table's TTL attribute. Only terminal (and abandoned CREATING) sessions.
     purge_at = NumberAttribute(null=True)
     # Whoever holds this lease publishes PaymentCompleted; others leave it to them (or reconcile).
@@ -103,6 +148,7 @@ class SessionItem(Model):
     ebarimt_last_error = UnicodeAttribute(null=True)
 
     by_user = SessionsByUser()
+    by_status = SessionsByStatus()
     reconcile_due = ReconcileDue()
     pending_since = PendingSince()
     ebarimt_due = EbarimtDue()

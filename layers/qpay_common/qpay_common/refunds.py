@@ -1,0 +1,232 @@
+"""Refunds: an operator returns a fulfilled payment through QPay's refund endpoint.
+
+QPay refunds card payments only; a QR/P2P bank transfer cannot be returned by API, so such a
+session is refused (409) before anything is written. Otherwise, in order: the request (who, when,
+note) is recorded on the session, QPay refunds each payment, the session moves PROCESSED ->
+REFUNDED (a conditional write: of two racing refunds one wins, the other finds it done), the
+Ebarimt receipt is cancelled (the Ebarimt job retries what fails), and PaymentRefunded is put on
+the bus. Every step can be repeated: a repeated request skips what QPay already shows refunded and
+publishes the event if it is still missing, so a refund cut short by a failure is finished by
+asking again, and a payment is never refunded twice (QPay refuses that too).
+"""
+
+import contextlib
+
+from qpay_common.clock import SYSTEM_CLOCK, Clock
+from qpay_common.credentials import QPayCredentials
+from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus, Refund, iso
+from qpay_common.ebarimt import EbarimtService
+from qpay_common.errors import (
+    EventBusUnavailable,
+    InvalidRequest,
+    NotRefundable,
+    QPayError,
+    QPayRejected,
+    QPayUnavailable,
+    RefundNotSupported,
+    SessionNotFound,
+    StaleSession,
+)
+from qpay_common.events import EventPublisher, EventPublishError
+from qpay_common.observability import count, logger
+from qpay_common.qpay_client import QPayClient
+from qpay_common.qpay_codes import QPayErrorCode
+from qpay_common.qpay_models import PaymentDetails
+from qpay_common.repository import SessionsRepository
+from qpay_common.settlement import EMIT_LEASE_SECONDS, MAX_RACE_RETRIES
+from qpay_common.webhook_security import callback_url
+
+CARD_ONLY = (
+    "QPay refunds card payments only; payment {payment_id} was paid by {kind}. Return the money by "
+    "bank transfer; the session stays PROCESSED"
+)
+UNANSWERED = (
+    "QPay did not answer the refund of payment {payment_id}, which may or may not have been made; "
+    "repeat the request (a payment is never refunded twice)"
+)
+
+
+class Refunds:
+    def __init__(
+        self,
+        credentials: QPayCredentials,
+        repository: SessionsRepository,
+        qpay: QPayClient,
+        publisher: EventPublisher,
+        ebarimt: EbarimtService,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._credentials = credentials
+        self._repository = repository
+        self._qpay = qpay
+        self._publisher = publisher
+        self._ebarimt = ebarimt
+        self._clock = clock
+
+    def refund(
+        self,
+        actor: str,
+        session_id: str,
+        *,
+        note: str,
+        payment_id: str | None = None,
+        callback_base_url: str | None = None,
+    ) -> PaymentSession:
+        """Refund every payment of a PROCESSED session; idempotent (a REFUNDED one is returned as
+        it is, its PaymentRefunded published if that is still missing)."""
+        session = self._get(session_id)
+        logger.info("Admin refund requested", extra={"admin": actor, "payment_id": payment_id})
+        if session.status != PaymentStatus.REFUNDED:
+            session = self._refund(actor, session, note, payment_id, callback_base_url)
+        if session.ebarimt_status == EbarimtStatus.CANCELLING:
+            # Best effort: the Ebarimt job retries a failed cancel with backoff.
+            self._ebarimt.cancel_receipt(session)
+            session = self._get(session_id)
+        return self._publish(session)
+
+    def _refund(
+        self,
+        actor: str,
+        session: PaymentSession,
+        note: str,
+        payment_id: str | None,
+        callback_base_url: str | None,
+    ) -> PaymentSession:
+        if session.status != PaymentStatus.PROCESSED:
+            raise _not_refundable(session.status)
+        if payment_id is not None and payment_id not in session.payment_ids:
+            raise InvalidRequest("payment_id is not a payment of this session")
+        payments = [self._card_payment(payment) for payment in session.payment_ids]
+        refund = Refund(
+            requested_by=actor,
+            requested_at=iso(self._clock.now()),
+            note=note,
+            payment_ids=session.payment_ids,
+            amount=session.paid_amount,
+        )
+        session = self._record_request(session, refund)
+        if session.status != PaymentStatus.PROCESSED:
+            return session  # a racing refund finished first
+        callback = self._callback_url(session.session_id, callback_base_url)
+        for payment in payments:
+            if not payment.is_returned:
+                self._refund_at_qpay(payment.payment_id, note, callback)
+        return self._mark_refunded(session, refund.model_copy(update={"refunded_at": iso(self._clock.now())}))
+
+    def _card_payment(self, payment_id: str) -> PaymentDetails:
+        """QPay's view of one payment, refused unless QPay can refund it by API."""
+        try:
+            payment = self._qpay.get_payment(payment_id)
+        except QPayError as exc:
+            count("QPayErrors", operation="get_payment")
+            logger.warning("QPay payment read failed", extra={"error": str(exc), "qpay_code": exc.code})
+            raise QPayUnavailable("QPay did not answer; nothing was refunded, try again") from None
+        if payment.payment_type is not None and not payment.is_card and not payment.is_returned:
+            raise RefundNotSupported(CARD_ONLY.format(payment_id=payment_id, kind=payment.payment_type))
+        return payment
+
+    def _refund_at_qpay(self, payment_id: str, note: str, callback: str | None) -> None:
+        try:
+            self._qpay.refund_payment(payment_id, note, callback)
+            count("PaymentRefundedAtQPay")
+            return
+        except QPayRejected as exc:
+            if exc.code == QPayErrorCode.PAYMENT_NOT_CARD:
+                raise RefundNotSupported(CARD_ONLY.format(payment_id=payment_id, kind="QR/P2P")) from None
+            if exc.code != QPayErrorCode.PAYMENT_ALREADY_CANCELED:
+                logger.warning("QPay refused the refund", extra={"qpay_code": exc.code})
+                raise NotRefundable(f"QPay refused to refund payment {payment_id}: {exc.code}") from None
+        except QPayError as exc:
+            count("QPayErrors", operation="refund_payment")
+            logger.warning("QPay refund unanswered", extra={"error": str(exc), "qpay_code": exc.code})
+        # Refused as already refunded, or unanswered: QPay's own record of the payment decides.
+        try:
+            returned = self._qpay.get_payment(payment_id).is_returned
+        except QPayError:
+            returned = False
+        if not returned:
+            raise QPayUnavailable(UNANSWERED.format(payment_id=payment_id))
+
+    def _record_request(self, session: PaymentSession, refund: Refund) -> PaymentSession:
+        for _ in range(MAX_RACE_RETRIES):
+            if session.status != PaymentStatus.PROCESSED:
+                break
+            try:
+                return self._repository.record_refund_request(session, refund, self._clock.now())
+            except StaleSession:
+                session = self._get(session.session_id)
+        if session.status not in (PaymentStatus.PROCESSED, PaymentStatus.REFUNDED):
+            raise _not_refundable(session.status)
+        return session
+
+    def _mark_refunded(self, session: PaymentSession, refund: Refund) -> PaymentSession:
+        for _ in range(MAX_RACE_RETRIES):
+            if session.status != PaymentStatus.PROCESSED:
+                return session  # a racing refund won; it recorded its own request
+            try:
+                refunded = self._repository.mark_refunded(session, refund, self._clock.now())
+            except StaleSession:
+                session = self._get(session.session_id)
+                continue
+            count("PaymentRefunded")
+            logger.info(
+                "Payment refunded", extra={"admin": refund.requested_by, "refunded_amount": refund.amount}
+            )
+            return refunded
+        return session
+
+    def _publish(self, session: PaymentSession) -> PaymentSession:
+        """PaymentRefunded, once per refund as far as it can be: whoever takes the publish lease
+        (a conditional write) publishes; a failure releases it, so repeating the request publishes."""
+        for _ in range(MAX_RACE_RETRIES):
+            refund = session.refund
+            now = self._clock.now()
+            if refund is None or refund.published_at is not None:
+                return session
+            if session.emit_lease_until is not None and session.emit_lease_until > now.timestamp():
+                return session  # another request is publishing it right now
+            try:
+                session = self._repository.take_emit_lease(session, now.timestamp() + EMIT_LEASE_SECONDS, now)
+            except StaleSession:
+                session = self._get(session.session_id)
+                continue
+            try:
+                self._publisher.payment_refunded(session, refund)
+            except EventPublishError as exc:
+                count("EventPublishFailed")
+                logger.error("PaymentRefunded not published", extra={"error": str(exc)})
+                with contextlib.suppress(StaleSession):
+                    self._repository.release_emit_lease(session)
+                raise EventBusUnavailable(
+                    "the refund is made and recorded, but PaymentRefunded could not be published; "
+                    "repeat the request to publish it"
+                ) from None
+            return self._record_published(session, refund.model_copy(update={"published_at": iso(now)}))
+        return session
+
+    def _record_published(self, session: PaymentSession, refund: Refund) -> PaymentSession:
+        for _ in range(MAX_RACE_RETRIES):
+            try:
+                return self._repository.record_refund_published(session, refund)
+            except StaleSession:
+                # Another write (the Ebarimt job's claim) came between: the lease is still ours.
+                session = self._get(session.session_id)
+        return session
+
+    def _callback_url(self, session_id: str, base_url: str | None) -> str | None:
+        if not base_url:
+            return None
+        return callback_url(base_url, self._credentials.webhook_secret.get_secret_value(), session_id)
+
+    def _get(self, session_id: str) -> PaymentSession:
+        session = self._repository.get(session_id)
+        if session is None or session.status == PaymentStatus.CREATING:
+            raise SessionNotFound()
+        return session
+
+
+def _not_refundable(status: PaymentStatus) -> NotRefundable:
+    if status == PaymentStatus.PAID:
+        return NotRefundable("the payment is not fulfilled yet; reconcile it first, then refund")
+    return NotRefundable(f"a {status.value} payment cannot be refunded: only PROCESSED ones can")
