@@ -255,7 +255,11 @@ class FakeQPay:
     def create_invoice(self, request: Any) -> Invoice:
         self._call("create_invoice")
         invoice_id = f"inv-{len(self.invoices) + 1}"
-        self.invoices[invoice_id] = {"amount": request.amount, "status": "OPEN"}
+        self.invoices[invoice_id] = {
+            "amount": request.amount,
+            "status": "OPEN",
+            "callback_url": request.callback_url,
+        }
         return Invoice(invoice_id=invoice_id, qr_text=f"qr-{invoice_id}", qr_image="iVBOR", urls=[])
 
     def get_invoice(self, invoice_id: str) -> InvoiceDetails:

@@ -84,6 +84,25 @@ class TestSettlement:
 
         assert "check_payment" not in world.qpay.calls
 
+    def test_a_callback_url_names_its_key_and_a_token_of_another_key_is_refused(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+        token = world.token(session.session_id)
+
+        with pytest.raises(Unauthorized):
+            world.settlement.handle_callback(session.session_id, token, "k9")
+
+        assert "check_payment" not in world.qpay.calls
+        assert world.sessions.get(session.session_id).status == S.PENDING
+        assert world.settlement.handle_callback(session.session_id, token, "k1").status == S.PROCESSED
+
+    def test_the_invoice_callback_url_carries_the_current_key_id(self, world):
+        session = world.create()
+
+        callback = world.qpay.invoices[session.invoice_id]["callback_url"]
+        assert callback.endswith("&kid=k1")
+        assert unit_webhook_keys().current_key_id == "k1"
+
     def test_a_callback_for_an_unknown_session_is_not_found(self, world):
         with pytest.raises(SessionNotFound):
             world.settlement.handle_callback("ps_missing", world.token("ps_missing"))

@@ -1,5 +1,9 @@
-import pytest
+from urllib.parse import parse_qs, urlsplit
 
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from qpay_common.credentials import WebhookKeys
 from qpay_common.webhook_security import callback_token, callback_url, is_valid_callback_token
 
 pytestmark = pytest.mark.unit
@@ -31,9 +35,47 @@ def test_a_token_made_with_any_key_still_in_the_secret_verifies():
     assert not is_valid_callback_token(["k2-secret"], "ps_abc", old_token)
 
 
-def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
+def test_callback_url_names_the_key_that_made_its_token():
+    url = callback_url("https://api.example.com", "s3cret", "ps_abc", key_id="k2")
+    query = parse_qs(urlsplit(url).query)
+    assert query["kid"] == ["k2"]
+    assert query["token"] == [callback_token("s3cret", "ps_abc")]
+
+
+def test_callback_url_fits_qpays_255_characters_on_a_long_api_host_with_the_longest_key_id():
     host = "https://abcdefghij.execute-api.ap-southeast-1.amazonaws.com"
-    assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32)) <= 255
+    assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32, key_id="k" * 16)) <= 255
+
+
+def rotated_keys() -> WebhookKeys:
+    return WebhookKeys.from_secret({"current_key_id": "k2", "k1": "first-key", "k2": "second-key"})
+
+
+def test_a_url_naming_a_key_is_checked_against_that_key_only():
+    keys = rotated_keys()
+    old_token = callback_token("first-key", "ps_abc")
+    # The old URL names k1: it verifies with k1, and k1's token does not pass as k2's
+    assert is_valid_callback_token(keys.keys_for("k1"), "ps_abc", old_token)
+    assert not is_valid_callback_token(keys.keys_for("k2"), "ps_abc", old_token)
+    assert is_valid_callback_token(keys.keys_for("k2"), "ps_abc", callback_token("second-key", "ps_abc"))
+
+
+def test_a_url_without_a_key_id_verifies_against_every_key_and_an_unknown_id_against_none():
+    keys = rotated_keys()
+    assert keys.keys_for(None) == ["second-key", "first-key"]
+    for unknown in ("k3", "", "K1", "k1 ", "\ud800"):
+        assert keys.keys_for(unknown) == []
+    # Once k1 is dropped, URLs naming it are refused even with a once-valid token
+    dropped = WebhookKeys.from_secret({"current_key_id": "k2", "k2": "second-key"})
+    assert not is_valid_callback_token(
+        dropped.keys_for("k1"), "ps_abc", callback_token("first-key", "ps_abc")
+    )
+
+
+@pytest.mark.parametrize("key_id", ["k 1", "k&1", "k" * 17, "ключ", ""], ids=str)
+def test_a_key_id_that_cannot_travel_in_a_callback_url_is_refused(key_id):
+    with pytest.raises(ValidationError, match="key id"):
+        WebhookKeys(current_key_id=key_id, keys={key_id: SecretStr("x")})
 
 
 @pytest.mark.parametrize(

@@ -142,14 +142,16 @@ class PaymentCreation:
     def _invoice_request(
         self, session_id: str, request: CreatePaymentRequest, callback_base_url: str
     ) -> InvoiceRequest:
-        secret = self._webhook_keys.signing_key
+        keys = self._webhook_keys
         try:
             return InvoiceRequest(
                 invoice_code=self._settings.qpay_invoice_code,
                 sender_invoice_no=session_id,
                 invoice_description=request.description or f"Payment {session_id}",
                 amount=request.amount,
-                callback_url=callback_url(callback_base_url, secret, session_id),
+                callback_url=callback_url(
+                    callback_base_url, keys.signing_key, session_id, key_id=keys.current_key_id
+                ),
             )
         except ValidationError:
             # Only our own configuration (e.g. a base URL too long for QPay) can get here.
