@@ -466,6 +466,46 @@ class TestReconcileDispatch:
         assert world.stored(paid.session_id).status == S.PROCESSED
         assert world.dispatcher.dispatch(60).outcomes == {"queued": 2}
 
+    def test_each_run_measures_how_long_the_oldest_due_session_has_waited(self):
+        from qpay_common.observability import metrics
+
+        world = World(RECONCILE_MAX_QUEUED="2")
+        assert world.dispatcher.dispatch(60).gauges == {
+            "ReconcilePriorityOldestDueSeconds": 0.0,
+            "ReconcileOldestDueSeconds": 0.0,
+        }
+        for n in range(5):
+            world.create(amount=100 + n)
+            world.clock.advance(seconds=60)
+        # The first run queues two (the oldest); the queue is then full, and nothing drains it
+        first = world.dispatcher.dispatch(60)
+        world.clock.advance(minutes=10)
+        metrics.clear_metrics()
+
+        second = world.dispatcher.dispatch(60)
+
+        # The first session was due 5 minutes before the first run
+        assert first.gauges["ReconcileOldestDueSeconds"] == 300.0
+        # Then the three left behind keep waiting: the oldest of them for more than 10 minutes
+        now = world.clock.epoch()
+        left = [
+            item["next_check_at"] for item in world.sessions.items.values() if item["next_check_at"] <= now
+        ]
+        assert len(left) == 3
+        assert second.outcomes == {"queue_full": 1}
+        waited = now - min(left)
+        assert waited >= 780
+        assert second.gauges == {
+            "ReconcilePriorityOldestDueSeconds": 0.0,
+            "ReconcileOldestDueSeconds": waited,
+        }
+        # And it is published as a CloudWatch metric (EMF), which ReconcileOldestDueAlarm watches
+        emitted = metrics.serialize_metric_set()
+        definitions = {m["Name"]: m["Unit"] for m in emitted["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert definitions["ReconcileOldestDueSeconds"] == "Seconds"
+        assert emitted["ReconcileOldestDueSeconds"] == [waited]
+        metrics.clear_metrics()
+
     def test_a_paid_session_carries_the_priority_shard_key(self, world):
         session = world.create()
         paid = world.sessions.mark_paid(session, 15000, ["pay-1"], world.clock.now())

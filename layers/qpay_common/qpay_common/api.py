@@ -172,7 +172,7 @@ def http_handler(*routers: Router) -> LambdaHandler:
     app = build_resolver(*routers)
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics
+    @metrics.log_metrics(capture_cold_start_metric=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:

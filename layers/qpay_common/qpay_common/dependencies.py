@@ -23,6 +23,7 @@ from qpay_common.creation import PaymentCreation
 from qpay_common.credentials import QPayCredentials, WebhookKeys, load_qpay_credentials, load_webhook_keys
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
+from qpay_common.observability import qpay_latency
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.qpay_models import TokenGrant
 from qpay_common.queries import Queries
@@ -73,6 +74,7 @@ def qpay_transport(config: Settings) -> QPayTransport:
         read_timeout=config.qpay_read_timeout_seconds,
         max_attempts=config.qpay_max_attempts,
         budget_seconds=config.qpay_call_budget_seconds,
+        observe=qpay_latency,
     )
 
 

@@ -11,6 +11,17 @@ logger = Logger()
 metrics = Metrics()
 
 
+def qpay_latency(milliseconds: float) -> None:
+    """How long QPay took to answer one request (QPayLatency, on the dashboard; no path
+    dimension, since paths hold invoice ids). One EMF line per call (single_metric): the
+    reconcile worker calls QPay from several threads at once, and the shared Metrics object is
+    not built for that."""
+    from aws_lambda_powertools.metrics import single_metric
+
+    with single_metric(name="QPayLatency", unit=MetricUnit.Milliseconds, value=milliseconds):
+        pass
+
+
 def count(name: str, **dimensions: str) -> None:
     """Emit a count of one, with dimensions that belong to this metric only."""
     if not dimensions:

@@ -72,6 +72,8 @@ class Settlement:
             return self.fulfil(session)
         if session.status not in PAYABLE or session.invoice_id is None:
             return session
+        # With QPayErrors{operation=payment_check}: the failure rate PaymentCheckFailureAlarm watches.
+        count("QPayCalls", operation="payment_check")
         try:
             check = self._qpay.check_payment(session.invoice_id)
         except QPayError as exc:
@@ -141,6 +143,7 @@ class Settlement:
 
     def _mark_processed(self, session: PaymentSession) -> PaymentSession:
         processed = self._repository.mark_processed(session, self._clock.now())
+        count("PaymentFulfilled")
         logger.info("Payment fulfilled", extra={"order_id": processed.order_id})
         return processed
 
