@@ -4,11 +4,23 @@ Tracer is deliberately absent: it imports the X-Ray SDK (~0.5 s of cold start he
 tracing is off; the template turns on Lambda's active tracing instead.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
 metrics = Metrics()
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def log_metrics(handler: Handler) -> Handler:
+    """Flush the invocation's metrics when the handler returns (or raises), and count a
+    ColdStart (by function_name) on an environment's first invocation: the dashboard's cold
+    starts, restores from a SnapStart snapshot included."""
+    return cast(Handler, metrics.log_metrics(handler, capture_cold_start_metric=True))
 
 
 def qpay_latency(milliseconds: float) -> None:

@@ -35,7 +35,7 @@ from qpay_common import deadlines
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, PaymentStatus
 from qpay_common.errors import PaymentError, StaleSession
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import log_metrics, logger
 from qpay_common.reconcile_queues import ReconcileTask
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import JobSummary, LambdaHandler, run_concurrently
@@ -240,7 +240,7 @@ def reconcile_worker_handler(worker: Callable[[], ReconcileWorker]) -> LambdaHan
     """The entry point of the SQS-triggered worker; every QPay call fits into the invocation."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    @log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:

@@ -25,7 +25,7 @@ from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, iso
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.errors import PaymentError, StaleSession
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import log_metrics, logger, metrics
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
 from qpay_common.state_machine import Event, allows
@@ -169,7 +169,7 @@ def scheduled_handler(job: Callable[[float], JobSummary]) -> LambdaHandler:
     and every QPay call made for it fits into that time."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    @log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:
