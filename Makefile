@@ -107,7 +107,7 @@ define run_suite
 	@$(PYTEST) -m $(1) $(2) || { rc=$$?; [ $$rc = 5 ] && echo "FAILED: the $(1) suite collected no tests" >&2; exit $$rc; }
 endef
 
-unit: $(STAMPS)/venv ## Unit tests (no network)
+unit: $(STAMPS)/venv $(STAMPS)/sam ## Unit tests (no network; the template tests run SAM's translator from .venv-sam)
 	$(call run_suite,unit,tests/unit)
 
 integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process, moto, DynamoDB Local, the simulator over HTTP
