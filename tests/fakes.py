@@ -375,7 +375,7 @@ class World:
         )
         self.creation = PaymentCreation(
             self.settings,
-            keys,
+            lambda: keys,
             self.sessions,
             self.cache,
             self.qpay,

@@ -5,6 +5,7 @@ from pydantic import SecretStr, ValidationError
 
 from qpay_common.credentials import WebhookKeys
 from qpay_common.webhook_security import callback_token, callback_url, is_valid_callback_token
+from tests.support import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +96,37 @@ def test_a_hostile_token_is_refused_without_raising(token):
 )
 def test_a_hostile_session_id_is_refused_without_raising(session_id):
     assert is_valid_callback_token(["s3cret"], session_id, callback_token("s3cret", "ps_abc")) is False
+
+
+def test_a_rotation_reaches_a_warm_environment_within_the_secret_cache_age(monkeypatch):
+    from qpay_common import dependencies
+    from qpay_common.credentials import SECRET_MAX_AGE_SECONDS
+
+    # Given a warm environment that read the keys before a rotation
+    secret = {"current_key_id": "k1", "k1": "first-key"}
+    now = [1000.0]
+    keys = dependencies._Refreshed(
+        lambda: WebhookKeys.from_secret(secret), SECRET_MAX_AGE_SECONDS, lambda: now[0]
+    )
+    assert keys().current_key_id == "k1"
+    # When k2 is added and made current
+    secret.update({"current_key_id": "k2", "k2": "second-key"})
+    now[0] += SECRET_MAX_AGE_SECONDS - 1
+    assert keys().current_key_id == "k1"  # still the cached read
+    now[0] += 1
+    # Then new URLs are signed with k2 and callbacks naming k2 verify, without a new environment
+    assert keys().current_key_id == "k2"
+    assert is_valid_callback_token(keys().keys_for("k2"), "ps_abc", callback_token("second-key", "ps_abc"))
+
+
+def test_the_functions_read_the_keys_through_the_refreshed_loader_not_once():
+    from qpay_common import dependencies
+    from qpay_common.credentials import SECRET_MAX_AGE_SECONDS
+
+    assert isinstance(dependencies.webhook_keys, dependencies._Refreshed)
+    assert dependencies.webhook_keys._max_age_seconds == SECRET_MAX_AGE_SECONDS
+    source = (ROOT / "layers/qpay_common/qpay_common/dependencies.py").read_text()
+    # Creation, settlement and refunds get the loader itself, and call it per use
+    assert "PaymentCreation(settings(), webhook_keys," in source
+    assert "Settlement(webhook_keys," in source
+    assert "Refunds(webhook_keys," in source
