@@ -216,8 +216,18 @@ class ReconcileWorker:
         with ThreadPoolExecutor(
             max_workers=max(1, min(len(records), self._settings.job_concurrency))
         ) as pool:
+            # A session's check is recorded once it is done, so two copies of one message in the
+            # same batch would both check it: the second copy is dropped here (across batches the
+            # version check still lets only one record it, and a payment check is harmless).
+            seen: set[tuple[str, int]] = set()
 
             async def handle(record: SQSRecord) -> str:
+                key = _task_key(record.body)
+                if key is not None:
+                    if key in seen:  # the event loop's one thread: no lock needed
+                        summary.outcomes["not_leased"] += 1
+                        return "not_leased"
+                    seen.add(key)
                 loop = asyncio.get_running_loop()
                 outcome = await loop.run_in_executor(pool, self.work_message, record.body)
                 summary.outcomes[outcome] += 1  # back on the event loop's one thread
@@ -234,6 +244,16 @@ class ReconcileWorker:
         summary.seconds = time.monotonic() - started
         summary.publish()
         return dict(response)
+
+
+def _task_key(body: str) -> tuple[str, int] | None:
+    """The (session, lease) a message stands for; None for a body that is no task (work_message
+    refuses it, so it is retried and dead-lettered)."""
+    try:
+        task = ReconcileTask.model_validate_json(body)
+    except ValueError:
+        return None
+    return task.session_id, int(task.lease)
 
 
 def reconcile_worker_handler(worker: Callable[[], ReconcileWorker]) -> LambdaHandler:
