@@ -6,8 +6,8 @@ locally they come from the environment.
 The webhook secret holds versioned keys, `{"current_key_id": "k2", "k1": "...", "k2": "..."}`:
 new callback URLs are signed with the current key and carry its id (`kid=k2`); a callback is
 checked against the key it names, and one that names a key no longer in the secret is refused.
-URLs from before key ids (no `kid`) verify against any key in the secret. Functions re-read the
-keys every SECRET_MAX_AGE_SECONDS (dependencies.webhook_keys), so rotating is: add a key; once
+URLs from before key ids (no `kid`) verify against any key in the secret. Warm functions see a
+change within SECRET_MAX_AGE_SECONDS and a minute (dependencies.webhook_keys), so rotating is: add a key; once
 every environment has it, make it current; drop the old one once no open invoice carries it
 (README, "Operating it").
 """

@@ -22,7 +22,6 @@ from qpay_common.cache import CacheStore
 from qpay_common.cancellation import Cancellation
 from qpay_common.creation import PaymentCreation
 from qpay_common.credentials import (
-    SECRET_MAX_AGE_SECONDS,
     QPayCredentials,
     WebhookKeys,
     load_qpay_credentials,
@@ -70,8 +69,8 @@ def qpay_credentials() -> QPayCredentials:
 
 
 class _Refreshed:
-    """A value re-read every `max_age_seconds`, not once per environment: a key rotation reaches
-    warm environments (the secret itself is cached as long by Powertools)."""
+    """A value re-read every `max_age_seconds`, not once per environment, so a key rotation
+    reaches warm environments."""
 
     def __init__(
         self,
@@ -98,7 +97,10 @@ class _Refreshed:
             self._value = None
 
 
-webhook_keys = _Refreshed(lambda: load_webhook_keys(settings()), SECRET_MAX_AGE_SECONDS)
+# Re-parsed every minute from the secret Powertools caches SECRET_MAX_AGE_SECONDS: a change to the
+# secret reaches every warm environment within SECRET_MAX_AGE_SECONDS + a minute.
+WEBHOOK_KEYS_REFRESH_SECONDS = 60
+webhook_keys = _Refreshed(lambda: load_webhook_keys(settings()), WEBHOOK_KEYS_REFRESH_SECONDS)
 
 
 def qpay_transport(config: Settings) -> QPayTransport:
