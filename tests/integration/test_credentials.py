@@ -181,3 +181,21 @@ def test_a_callback_url_from_before_key_ids_still_verifies_against_any_key(aws, 
     assert invoke("qpay_webhook", webhook_event(legacy_url)) == (200, "SUCCESS")
     status, body = invoke("get_payment", get_event(query["session_id"]))
     assert (status, body["status"]) == (200, "PROCESSED")
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["", "ñ" * 1000, "local ", "LOCAL", "k" * 100_000],
+    ids=["empty", "non-ascii", "space", "case", "huge"],
+)
+def test_a_hostile_or_wrong_key_id_is_a_plain_401(aws, sim, kid):
+    created = invoke("create_payment", create_event({"amount": 15000}))[1]
+    sim.pay(created["invoice_id"])
+    callback_url = sim.callback_url(created["invoice_id"])
+
+    status, body = invoke("qpay_webhook", webhook_event(callback_url, kid=kid))
+
+    assert status == 401, body
+    assert body["error"]["code"] == "UNAUTHORIZED"
+    # The same URL with its own kid is accepted
+    assert invoke("qpay_webhook", webhook_event(callback_url)) == (200, "SUCCESS")
