@@ -92,7 +92,7 @@ PORT_DESCRIPTIONS = {
     "api": "HTTP API front door",
     "invoke": "Lambda Invoke API",
     "dynamodb": "DynamoDB Local",
-    "moto": "moto (EventBridge, CloudWatch Logs, SSM)",
+    "moto": "moto (EventBridge, SQS, CloudWatch Logs, SSM)",
     "simulator": "QPay simulator",
 }
 

@@ -60,6 +60,7 @@ def forced_aws_environment(ports: LocalPorts) -> dict[str, str]:
         "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": ports.dynamodb_url,
         "AWS_ENDPOINT_URL_EVENTBRIDGE": moto,
         "AWS_ENDPOINT_URL_EVENTS": moto,
+        "AWS_ENDPOINT_URL_SQS": moto,
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto,
         "AWS_ENDPOINT_URL_SSM": moto,
         "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": moto,
@@ -73,8 +74,9 @@ def local_wiring_defaults(ports: LocalPorts) -> dict[str, str]:
         "QPAY_BASE_URL": f"{ports.simulator_url}/v2",
         "QPAY_CLIENT_ID": "TEST_MERCHANT",
         "QPAY_CLIENT_SECRET": "local-sim-secret",
-        # Empty: credentials come from the variables above, not Secrets Manager.
+        # Empty: credentials and webhook keys come from the variables here, not Secrets Manager.
         "QPAY_SECRET_ARN": "",
+        "WEBHOOK_SECRET_ARN": "",
         "WEBHOOK_SECRET": "local-webhook-secret",
         "PUBLIC_BASE_URL": ports.api_url,
         "POWERTOOLS_TRACE_DISABLED": "true",

@@ -1,4 +1,4 @@
-"""moto server as the local EventBridge (and CloudWatch Logs, SSM, Secrets Manager) endpoint.
+"""moto server as the local EventBridge (and SQS, CloudWatch Logs, SSM, Secrets Manager) endpoint.
 
 Handlers put their events on the template's buses in moto. So that a person (or a test) can see
 what was emitted, every bus gets one catch-all rule whose target is a CloudWatch Logs log group:
@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any
 
+from local.dynamodb_local import REPO_ROOT
 from local.endpoints import LOCAL_HOST, local_client
 from local.environment import child_process_environment
 from local.processes import ManagedProcess, ProcessError
@@ -28,7 +29,7 @@ FULL_EVENT_TEMPLATE = "<aws.events.event.json>"
 
 
 class MotoServer:
-    """`python -m moto.server` on host:port as a child process."""
+    """moto's server (`python -m local.moto_server`) on host:port as a child process."""
 
     def __init__(self, port: int, *, host: str = LOCAL_HOST):
         self.port = port
@@ -39,13 +40,14 @@ class MotoServer:
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def client(self, service: str) -> Any:
-        return local_client(service, self.endpoint_url)
+    def client(self, service: str, **config: Any) -> Any:
+        return local_client(service, self.endpoint_url, **config)
 
     def start(self, timeout_s: float = 120.0) -> None:
-        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto.server, with a cheaper clock for its SQS backend (local/moto_server.py).
+        command = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.port)]
         # moto runs boto3 itself: a profile or session token from the user's shell would break it.
-        self.process = ManagedProcess("moto", command, env=child_process_environment())
+        self.process = ManagedProcess("moto", command, cwd=REPO_ROOT, env=child_process_environment())
         self.process.start()
         probe = local_client("events", self.endpoint_url, connect_timeout=0.5, read_timeout=2, max_attempts=1)
         try:

@@ -36,6 +36,7 @@ from local.jwt_auth import JwtSettings
 from local.lambda_invoke import LambdaInvokeApi
 from local.processes import ManagedProcess, ProcessError
 from local.scheduler import ScheduleError, Scheduler, SchedulerSettings
+from local.sqs import EventSourceMappings, SqsSettings, create_queues
 from local.template import (
     Template,
     TemplateError,
@@ -122,13 +123,16 @@ class LocalStack:
         self.front_door: FrontDoor | None = None
         self.invoke_api: LambdaInvokeApi | None = None
         self.scheduler: Scheduler | None = None
+        self.event_sources: EventSourceMappings | None = None
         self.import_failures: dict[str, str] = {}
         self.tables: list[str] = []
         self.buses: list[str] = []
+        self.queues: list[str] = []
 
     def start(self) -> None:
         scheduler_settings = SchedulerSettings.from_env()
         runtime_settings = RuntimeSettings.from_env()
+        sqs_settings = SqsSettings.from_env()
         jwt_settings = JwtSettings.from_env()
         self.template = template = load_template(
             self.template_path, shell_parameter_overrides(self.template_path)
@@ -143,6 +147,9 @@ class LocalStack:
         self.moto = MotoServer(self.ports.moto, host=self.ports.host)
         self.moto.start()
         self.buses = setup_event_buses(self.moto.client("events"), self.moto.client("logs"), template)
+        self.queues = create_queues(
+            self.moto.client("sqs"), template, visibility_timeout_cap_s=sqs_settings.visibility_timeout_cap_s
+        )
 
         shell = dict(os.environ)
         self._start_simulator(self._simulator_credentials(template, shell))
@@ -164,6 +171,11 @@ class LocalStack:
         self.invoke_api.start()
         self.scheduler = Scheduler(self.runtime, template.schedules, scheduler_settings)
         self.scheduler.start()
+        moto = self.moto
+        self.event_sources = EventSourceMappings(
+            self.runtime, template, lambda: moto.client("sqs", read_timeout=20), sqs_settings
+        )
+        self.event_sources.start()
 
     def _simulator_credentials(self, template: Template, shell: dict[str, str]) -> dict[str, str]:
         """What the handlers will send QPay, so the simulator accepts it."""
@@ -211,7 +223,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything that was started, newest first. Safe after a failed start."""
-        for part in (self.scheduler, self.front_door, self.invoke_api, self.runtime):
+        for part in (self.event_sources, self.scheduler, self.front_door, self.invoke_api, self.runtime):
             if part is not None:
                 try:
                     part.stop()
@@ -241,8 +253,11 @@ class LocalStack:
         lines.append(
             f"  QPay simulator        {ports.simulator_url}/v2  control API: {ports.simulator_url}/_sim/..."
         )
+        lines.append(f"  SQS (moto)            queues: {', '.join(self.queues)}")
         for description in self.scheduler.describe() if self.scheduler else []:
             lines.append(f"  schedule              {description}")
+        for description in self.event_sources.describe() if self.event_sources else []:
+            lines.append(f"  event source          {description}")
         for function_id, error in self.import_failures.items():
             first_line = str(error).splitlines()[0]
             lines.append(f"  WARNING {function_id} could not be imported ({first_line}); its calls fail")

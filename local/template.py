@@ -220,13 +220,22 @@ class Resolver:
         if name in self.parameter_specs:
             return self.parameter(name)
         if name in self.resources:
+            resource_type = (self.resources[name] or {}).get("Type", "")
+            if resource_type == "AWS::SQS::Queue":
+                # A queue's Ref is its URL; boto3 pointed at moto accepts this AWS-shaped one.
+                return fake_attribute(name, resource_type, "QueueUrl", self)
+            if resource_type in ("AWS::SecretsManager::Secret", "AWS::SNS::Topic"):
+                return fake_attribute(name, resource_type, "Arn", self)
             return self.resource_name(name)
         raise TemplateError(f"Ref to unknown name {name!r}")
 
     def resource_name(self, logical_id: str) -> str:
         resource = self.resources[logical_id] or {}
-        if resource.get("Type") == "AWS::Events::EventBus":
-            name = (resource.get("Properties") or {}).get("Name")
+        named_by = {"AWS::Events::EventBus": "Name", "AWS::SQS::Queue": "QueueName"}.get(
+            resource.get("Type", "")
+        )
+        if named_by is not None:
+            name = (resource.get("Properties") or {}).get(named_by)
             return _stringify(self.resolve(name)) if name is not None else logical_id
         return logical_id
 
@@ -441,6 +450,60 @@ class EventBusSpec:
     name: str
 
 
+# AWS::SQS::Queue properties that are queue attributes of CreateQueue (the rest are AWS-side:
+# encryption, policies, tags).
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    logical_id: str
+    name: str
+    # CreateQueue attributes, strings as SQS wants them; RedrivePolicy as JSON naming its DLQ's ARN.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:{self.name}"
+
+    @property
+    def url(self) -> str:
+        return f"https://sqs.{LOCAL_REGION}.amazonaws.com/{LOCAL_ACCOUNT_ID}/{self.name}"
+
+    @property
+    def dead_letter_queue_name(self) -> str | None:
+        redrive = self.attributes.get("RedrivePolicy")
+        if not redrive:
+            return None
+        return str(json.loads(redrive)["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        return int(self.attributes.get("VisibilityTimeout", "30"))
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """An SQS event of a function: an event source mapping that polls the queue and invokes."""
+
+    function_id: str
+    event_id: str
+    queue_name: str
+    batch_size: int = 10
+    maximum_batching_window_s: int = 0
+    report_batch_item_failures: bool = False
+    maximum_concurrency: int | None = None
+    enabled: bool = True
+
+
 @dataclass(frozen=True)
 class Template:
     path: Path
@@ -452,6 +515,8 @@ class Template:
     tables: dict[str, TableSpec]
     event_buses: list[EventBusSpec]
     layers: list[LayerSpec]
+    queues: dict[str, QueueSpec] = field(default_factory=dict)
+    sqs_event_sources: list[SqsEventSource] = field(default_factory=list)
     cors: CorsSpec | None = None
 
     def function(self, logical_id: str) -> FunctionSpec:
@@ -697,6 +762,49 @@ class _TemplateReader:
             for logical_id, _ in self.enabled_resources("AWS::Events::EventBus")
         ]
 
+    def queues(self) -> dict[str, QueueSpec]:
+        queues: dict[str, QueueSpec] = {}
+        for logical_id, resource in self.enabled_resources("AWS::SQS::Queue"):
+            properties = self.resolver.resolve(resource.get("Properties") or {})
+            attributes = {
+                name: _stringify(properties[name]) for name in _QUEUE_ATTRIBUTES if name in properties
+            }
+            redrive = properties.get("RedrivePolicy")
+            if redrive:
+                redrive = json.loads(redrive) if isinstance(redrive, str) else redrive
+                attributes["RedrivePolicy"] = json.dumps(
+                    {
+                        "deadLetterTargetArn": redrive["deadLetterTargetArn"],
+                        "maxReceiveCount": int(redrive["maxReceiveCount"]),
+                    }
+                )
+            name = self.resolver.resource_name(logical_id)
+            queues[logical_id] = QueueSpec(logical_id=logical_id, name=name, attributes=attributes)
+        return queues
+
+    def sqs_event_source(self, function_id: str, event_id: str, properties: dict[str, Any]) -> SqsEventSource:
+        properties = self.resolver.resolve(properties)
+        queue = _stringify(properties.get("Queue") or "")
+        if not queue.startswith("arn:aws:sqs:"):
+            raise TemplateError(f"{function_id}/{event_id}: Queue must be a queue ARN, got {queue!r}")
+        scaling = properties.get("ScalingConfig") or {}
+        concurrency = scaling.get("MaximumConcurrency")
+        return SqsEventSource(
+            function_id=function_id,
+            event_id=event_id,
+            queue_name=queue.rsplit(":", 1)[-1],
+            batch_size=_as_int(properties.get("BatchSize"), 10, f"{function_id}.{event_id}.BatchSize"),
+            maximum_batching_window_s=_as_int(
+                properties.get("MaximumBatchingWindowInSeconds"), 0, f"{function_id}.{event_id}.window"
+            ),
+            report_batch_item_failures="ReportBatchItemFailures"
+            in (properties.get("FunctionResponseTypes") or []),
+            maximum_concurrency=None
+            if concurrency is None
+            else _as_int(concurrency, 2, f"{function_id}.{event_id}.MaximumConcurrency"),
+            enabled=properties.get("Enabled", True) in (True, "true", "True"),
+        )
+
 
 def parameters_bound_to_variables(path: str | Path) -> dict[str, tuple[str, str | None]]:
     """{variable: (parameter, separator)} for every function environment variable that is
@@ -736,6 +844,7 @@ def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | Non
     functions: dict[str, FunctionSpec] = {}
     routes: list[HttpRoute] = []
     schedules: list[ScheduleSpec] = []
+    sqs_event_sources: list[SqsEventSource] = []
     for function_id, (spec, events) in reader.functions().items():
         functions[function_id] = spec
         for event_id, event in events.items():
@@ -745,6 +854,8 @@ def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | Non
                 routes.append(reader.http_route(function_id, event_id, properties))
             elif event_type in ("Schedule", "ScheduleV2"):
                 schedules.append(reader.schedule(function_id, event_id, event_type, properties))
+            elif event_type == "SQS":
+                sqs_event_sources.append(reader.sqs_event_source(function_id, event_id, properties))
             else:
                 logger.info("event %s/%s of type %s is not served locally", function_id, event_id, event_type)
 
@@ -765,6 +876,8 @@ def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | Non
         tables=reader.tables(),
         event_buses=reader.event_buses(),
         layers=reader.layers(),
+        queues=reader.queues(),
+        sqs_event_sources=sqs_event_sources,
         cors=reader.cors(api_ids),
     )
 

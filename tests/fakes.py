@@ -5,6 +5,7 @@ semantics as DynamoDB (status and version, due bounds, the fulfilment transactio
 domain verbs and their bookkeeping run on top of it unchanged.
 """
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from qpay_common.clock import Clock
-from qpay_common.credentials import QPayCredentials
+from qpay_common.credentials import WebhookKeys
 from qpay_common.domain import Order, PaymentSession, PaymentStatus
 from qpay_common.errors import DuplicateSettlement, QPayRejected, StaleSession
 from qpay_common.qpay_models import (
@@ -23,8 +24,9 @@ from qpay_common.qpay_models import (
     PaymentDetails,
     PaymentRow,
 )
+from qpay_common.reconcile_queues import ReconcileTask
 from qpay_common.session_listing import Position, Stream
-from qpay_common.session_store import CURSOR_FIELDS, SessionStore, decode_cursor, encode_cursor
+from qpay_common.session_store import CURSOR_FIELDS, DuePage, SessionStore, decode_cursor, encode_cursor
 from qpay_common.settings import Settings
 from qpay_common.work_queues import WorkQueue
 
@@ -55,10 +57,8 @@ def unit_settings(**overrides: Any) -> Settings:
     return Settings.model_validate(values)
 
 
-def unit_credentials() -> QPayCredentials:
-    return QPayCredentials(
-        client_id="merchant", client_secret=SecretStr("secret"), webhook_secret=SecretStr(WEBHOOK_SECRET)
-    )
+def unit_webhook_keys() -> WebhookKeys:
+    return WebhookKeys(current_key_id="k1", keys={"k1": SecretStr(WEBHOOK_SECRET)})
 
 
 class InMemorySessions(SessionStore):
@@ -157,15 +157,27 @@ class InMemorySessions(SessionStore):
         wanted = {stream.status.value} if stream.status else {s.value for s in PaymentStatus} - {"CREATING"}
         return [PaymentSession.model_validate(item) for item in page if item["status"] in wanted], following
 
-    def due_session_ids(
-        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
-    ) -> tuple[list[str], int]:
+    def due_page(
+        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
+    ) -> DuePage:
         due = [
             item["session_id"]
-            for item in sorted(self.items.values(), key=lambda item: item.get(queue.due_attribute, 0))
+            for item in sorted(
+                self.items.values(), key=lambda item: (item.get(queue.due_attribute, 0), item["session_id"])
+            )
             if item.get(queue.shard_attribute) == shard_key and item.get(queue.due_attribute) <= upper_bound
-        ][:max_items]
-        return due, len(due)
+        ]
+        start = int(start_key or 0)
+        page = due[start : start + limit]
+        more = start + limit < len(due)
+        return DuePage(session_ids=page, items_read=len(page), next_key=start + limit if more else None)
+
+    def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
+        current = self.items.get(session_id)
+        if current is None or not current.get(attribute, float("inf")) <= bound:
+            return False
+        self._store({**current, attribute: until, "version": current["version"] + 1})
+        return True
 
     def _update(
         self, session: PaymentSession, changes: Mapping[str, Any], *, due: tuple[str, int] | None = None
@@ -326,6 +338,7 @@ class World:
         from qpay_common.creation import PaymentCreation
         from qpay_common.ebarimt import EbarimtService
         from qpay_common.queries import Queries
+        from qpay_common.reconcile import ReconcileDispatcher, ReconcileWorker
         from qpay_common.refunds import Refunds
         from qpay_common.scheduled import ScheduledJobs
         from qpay_common.settlement import Settlement
@@ -336,18 +349,24 @@ class World:
         self.cache = FakeCache(self.clock)
         self.qpay = FakeQPay()
         self.publisher = FakePublisher()
-        credentials = unit_credentials()
+        keys = unit_webhook_keys()
         self.settlement = Settlement(
-            credentials,
+            lambda: keys,
             self.sessions,
             self.qpay,
             self.publisher,
             clock=self.clock,
         )
-        self.cancellation = Cancellation(self.sessions, self.qpay, self.settlement, clock=self.clock)
+        self.cancellation = Cancellation(
+            self.sessions,
+            self.qpay,
+            self.settlement,
+            clock=self.clock,
+            checks_after_cancel_seconds=self.settings.reconcile_after_cancel_seconds,
+        )
         self.creation = PaymentCreation(
             self.settings,
-            credentials,
+            keys,
             self.sessions,
             self.cache,
             self.qpay,
@@ -363,18 +382,23 @@ class World:
         )
         self.ebarimt = EbarimtService(self.settings, self.sessions, self.qpay, clock=self.clock)
         self.jobs = ScheduledJobs(
-            self.settings,
-            self.sessions,
-            self.settlement,
-            self.cancellation,
-            self.ebarimt,
-            clock=self.clock,
+            self.settings, self.sessions, self.cancellation, self.ebarimt, clock=self.clock
         )
+        self.task_queues = FakeTaskQueues()
+        self.dispatcher = ReconcileDispatcher(
+            self.settings, self.sessions, self.task_queues, clock=self.clock
+        )
+        self.worker = ReconcileWorker(self.settings, self.sessions, self.settlement, clock=self.clock)
         self.refunds = Refunds(
-            credentials, self.sessions, self.qpay, self.publisher, self.ebarimt, clock=self.clock
+            lambda: keys, self.sessions, self.qpay, self.publisher, self.ebarimt, clock=self.clock
         )
         self.admin = AdminOperations(self.sessions, self.qpay, self.settlement, self.publisher)
         self.reports = AdminReports(self.sessions, clock=self.clock)
+
+    def reconcile(self, remaining_seconds: float = 60) -> tuple[Any, Counter[str]]:
+        """One dispatcher run, then every queued message worked: (dispatch summary, outcomes)."""
+        summary = self.dispatcher.dispatch(remaining_seconds)
+        return summary, Counter(self.worker.work_message(body) for body in self.task_queues.take())
 
     def create(self, amount: int = 15000, user_id: str = "alice", **fields: Any) -> PaymentSession:
         from qpay_common.api_models import CreatePaymentRequest
@@ -400,6 +424,26 @@ class World:
         session = self.sessions.get(session_id)
         assert session is not None
         return session
+
+
+class FakeTaskQueues:
+    """The reconcile queues in memory: what the dispatcher sent, in order, per queue."""
+
+    def __init__(self) -> None:
+        self.messages: dict[bool, list[str]] = {True: [], False: []}
+
+    def depth(self, *, priority: bool) -> int:
+        return len(self.messages[priority])
+
+    def send(self, tasks: list[ReconcileTask], *, priority: bool) -> int:
+        self.messages[priority].extend(task.body() for task in tasks)
+        return 0
+
+    def take(self) -> list[str]:
+        """Every waiting message, the priority queue's first."""
+        taken = self.messages[True] + self.messages[False]
+        self.messages = {True: [], False: []}
+        return taken
 
 
 class FakePublisher:

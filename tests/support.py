@@ -7,7 +7,11 @@ Tests import handlers as `functions.<name>.app`.
 import copy
 import importlib
 import json
+import logging
+import os
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +29,9 @@ TEMPLATE = ROOT / "template.yaml"
 
 @dataclass
 class LambdaContext:
+    """Lambda's context object. The remaining time counts down from `remaining_ms` (the API
+    functions' 29 s timeout by default) as Lambda's does."""
+
     function_name: str = "test-function"
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 512
@@ -32,9 +39,14 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/test-function"
     log_stream_name: str = "test"
+    remaining_ms: int = 29_000
+    _ends_at: float = field(init=False, repr=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self._ends_at = time.monotonic() + self.remaining_ms / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+        return max(0, int((self._ends_at - time.monotonic()) * 1000))
 
 
 def sample_event(name: str) -> dict[str, Any]:
@@ -84,10 +96,11 @@ def webhook_event(callback_url: str, *, method: str = "GET", body: Any = None, *
     return event
 
 
-def invoke(function_dir: str, event: dict[str, Any]) -> tuple[int, Any]:
+def invoke(function_dir: str, event: dict[str, Any], *, remaining_ms: int = 29_000) -> tuple[int, Any]:
     """Call a handler; returns (status, parsed JSON body or text). One at a time: Powertools shares
     the current event between every resolver of a process (BaseRouter.current_event)."""
-    response = handler(function_dir).lambda_handler(event, LambdaContext(function_name=function_dir))
+    context = LambdaContext(function_name=function_dir, remaining_ms=remaining_ms)
+    response = handler(function_dir).lambda_handler(event, context)
     body = response.get("body", "")
     content_type = {k.lower(): v for k, v in (response.get("headers") or {}).items()}.get("content-type", "")
     if "json" in content_type and body:
@@ -129,7 +142,7 @@ def settlement_with(**options: Any) -> Any:
     from qpay_common.settlement import Settlement
 
     return Settlement(
-        dependencies.credentials(),
+        dependencies.webhook_keys,
         dependencies.repository(),
         dependencies.qpay_client(),
         EventPublisher(dependencies.settings()),
@@ -187,6 +200,97 @@ def list_event(*, user_id: str = "alice", **query: str) -> dict[str, Any]:
     if query:
         event["queryStringParameters"] = dict(query)
     return event
+
+
+class _Summaries(logging.Handler):
+    """The `summary` of the log lines a job writes at the end of each invocation."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+        self.summaries: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message and isinstance(getattr(record, "summary", None), dict):
+            self.summaries.append(record.summary)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def job_summaries(job: str) -> Iterator[list[dict[str, Any]]]:
+    from qpay_common.observability import logger
+
+    capture = _Summaries(f"{job} run")
+    logging.getLogger(logger.name).addHandler(capture)
+    try:
+        yield capture.summaries
+    finally:
+        logging.getLogger(logger.name).removeHandler(capture)
+
+
+def _sqs_client() -> Any:
+    import boto3
+
+    return boto3.client(
+        "sqs", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SQS")
+    )
+
+
+def sqs_event_from(messages: list[dict[str, Any]], queue_url: str) -> dict[str, Any]:
+    """The event the SQS event source mapping would pass the worker (local/sqs.py builds it)."""
+    from local.sqs import sqs_event
+    from local.template import QueueSpec
+
+    name = queue_url.rsplit("/", 1)[-1]
+    return sqs_event(messages, QueueSpec(logical_id=name, name=name))
+
+
+def drain_reconcile_queues(*, remaining_ms: int = 60_000, max_batches: int = 1000) -> Counter[str]:
+    """ReconcileWorkerFunction over every message waiting, priority queue first, one batch (of up
+    to 10) per invocation and one invocation at a time, deleting what the partial batch response
+    does not name (as the event source mapping does); the workers' outcomes, summed."""
+    sqs = _sqs_client()
+    urls = [os.environ["RECONCILE_PRIORITY_QUEUE_URL"], os.environ["RECONCILE_QUEUE_URL"]]
+    outcomes: Counter[str] = Counter()
+    worker = handler("reconcile_worker")
+    with job_summaries("reconcile_worker") as summaries:
+        for _ in range(max_batches):
+            url, messages = next(
+                (
+                    (url, found)
+                    for url in urls
+                    if (found := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"))
+                ),
+                (None, []),
+            )
+            if url is None:
+                break
+            context = LambdaContext(function_name="ReconcileWorkerFunction", remaining_ms=remaining_ms)
+            try:
+                response = worker.lambda_handler(sqs_event_from(messages, url), context)
+                failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+            except Exception:
+                # A failed invocation (every message failed): the whole batch returns.
+                outcomes["failed_invocation"] += 1
+                failed = {message["MessageId"] for message in messages}
+            done = [message for message in messages if message["MessageId"] not in failed]
+            if done:
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+                )
+        for summary in summaries:
+            outcomes.update(summary["outcomes"])
+    return outcomes
+
+
+def run_reconcile(*, remaining_ms: int = 60_000) -> dict[str, Any]:
+    """One run of ReconcileFunction (the dispatcher), then the worker over what it queued: the
+    dispatcher's summary, with `outcomes` the workers' (what happened to each session) and
+    `dispatched` the dispatcher's own (queued, claimed elsewhere...)."""
+    context = LambdaContext(function_name="ReconcileFunction", remaining_ms=remaining_ms)
+    dispatched = handler("reconcile").lambda_handler(sample_event("reconcile"), context)
+    outcomes = drain_reconcile_queues()
+    return {**dispatched, "dispatched": dispatched["outcomes"], "outcomes": dict(outcomes)}
 
 
 ADMIN_SCOPE = "payments/admin"

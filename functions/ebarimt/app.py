@@ -1,15 +1,6 @@
 """Every 2 minutes: Ebarimt 3.0 receipts for PROCESSED sessions that are due one."""
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from qpay_common import dependencies
-from qpay_common.observability import logger, metrics
+from qpay_common.scheduled import scheduled_handler
 
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    remaining = context.get_remaining_time_in_millis() / 1000
-    return dependencies.scheduled_jobs().ebarimt(remaining).as_dict()
+lambda_handler = scheduled_handler(lambda remaining: dependencies.scheduled_jobs().ebarimt(remaining))

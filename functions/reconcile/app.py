@@ -1,16 +1,7 @@
-"""Every minute: sessions due for a check (PENDING, PAID, CANCELLED/EXPIRED/FAILED in the grace
-window) are checked with QPay and driven through the same transitions as the webhook."""
-
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+"""Every minute: sessions due a reconcile check (PENDING, PAID first, CANCELLED/EXPIRED/FAILED in
+the grace window) are leased and handed to SQS, where ReconcileWorkerFunction checks them."""
 
 from qpay_common import dependencies
-from qpay_common.observability import logger, metrics
+from qpay_common.scheduled import scheduled_handler
 
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    remaining = context.get_remaining_time_in_millis() / 1000
-    return dependencies.scheduled_jobs().reconcile(remaining).as_dict()
+lambda_handler = scheduled_handler(lambda remaining: dependencies.reconcile_dispatcher().dispatch(remaining))

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from local.endpoints import free_port, local_client
 from local.qpay_simulator import start_simulator
+from local.sqs import create_queues, recreate_queues
 from local.template import create_tables, load_template
 from qpay_common import dependencies
 from tests.support import TEMPLATE, SimulatorControl
@@ -56,6 +57,7 @@ def sim(simulator: Any) -> SimulatorControl:
 def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The environment template.yaml gives the functions, pointed at moto and the simulator."""
     template = load_template(TEMPLATE)
+    dispatcher = template.function("ReconcileFunction").environment
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -70,7 +72,10 @@ def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "QPAY_CLIENT_ID": "TEST_MERCHANT",
         "QPAY_CLIENT_SECRET": "sim-secret",
         "QPAY_SECRET_ARN": "",
+        "WEBHOOK_SECRET_ARN": "",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "RECONCILE_QUEUE_URL": dispatcher["RECONCILE_QUEUE_URL"],
+        "RECONCILE_PRIORITY_QUEUE_URL": dispatcher["RECONCILE_PRIORITY_QUEUE_URL"],
         "PUBLIC_BASE_URL": "http://127.0.0.1:3000",
         "POWERTOOLS_METRICS_NAMESPACE": "QPayPayments",
         "POWERTOOLS_SERVICE_NAME": "qpay-payments",
@@ -78,6 +83,7 @@ def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name in (
         "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_ENDPOINT_URL_EVENTBRIDGE",
+        "AWS_ENDPOINT_URL_SQS",
         "AWS_ENDPOINT_URL",
         "AWS_PROFILE",
     ):
@@ -136,6 +142,7 @@ class Aws:
 def aws(app_env: dict[str, str]) -> Iterator[Aws]:
     with mock_aws():
         create_tables(boto3.client("dynamodb", region_name=REGION), TEMPLATE)
+        create_queues(boto3.client("sqs", region_name=REGION), load_template(TEMPLATE))
         yield Aws(app_env["EVENT_BUS_NAME"])
 
 
@@ -161,13 +168,16 @@ def dynamodb_local() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def moto_events() -> Iterator[str]:
-    """moto server as EventBridge, each bus copying its events to an inspection log group."""
+    """moto server as EventBridge, each bus copying its events to an inspection log group, and
+    as SQS with the template's queues."""
     from local.eventbridge import MotoServer, setup_event_buses
 
     server = MotoServer(port=free_port())
     server.start()
     try:
-        setup_event_buses(server.client("events"), server.client("logs"), load_template(TEMPLATE))
+        template = load_template(TEMPLATE)
+        setup_event_buses(server.client("events"), server.client("logs"), template)
+        create_queues(server.client("sqs"), template)
         yield server.endpoint_url
     finally:
         server.stop()
@@ -215,6 +225,8 @@ def live_aws(
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_events)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_events)
+    recreate_queues(local_client("sqs", moto_events), load_template(TEMPLATE))
     dependencies.reset()
     return LiveAws(dynamodb_local, moto_events)
 

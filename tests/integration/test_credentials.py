@@ -1,4 +1,6 @@
-"""QPay credentials: Secrets Manager in AWS (through Powertools parameters), environment locally."""
+"""Secrets: the QPay credentials and the webhook keys are two Secrets Manager secrets in AWS
+(through Powertools parameters) and environment variables locally; each function reads only the
+one it uses."""
 
 import json
 
@@ -6,9 +8,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from qpay_common.credentials import load_credentials
+from qpay_common import dependencies
+from qpay_common.credentials import load_qpay_credentials, load_webhook_keys
 from qpay_common.errors import ConfigurationError
 from qpay_common.settings import load_settings
+from qpay_common.webhook_security import callback_token, is_valid_callback_token
+from tests.support import create_event, invoke, list_event, webhook_event
 
 pytestmark = pytest.mark.integration
 
@@ -27,33 +32,110 @@ def aws_env(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
-def test_in_aws_the_credentials_come_from_the_stacks_secret(aws_env):
-    with mock_aws():
-        arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-            Name="qpay/credentials",
-            SecretString=json.dumps(
-                {"client_id": "MERCHANT_1", "client_secret": "s3cret", "webhook_secret": "hmac-key"}
-            ),
-        )["ARN"]
+def create_secret(name, value):
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    return client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
 
-        credentials = load_credentials(load_settings({**TABLES, "QPAY_SECRET_ARN": arn}), environ={})
+
+def test_in_aws_the_credentials_come_from_their_own_secret(aws_env):
+    with mock_aws():
+        arn = create_secret("qpay/credentials", {"client_id": "MERCHANT_1", "client_secret": "s3cret"})
+
+        credentials = load_qpay_credentials(load_settings({**TABLES, "QPAY_SECRET_ARN": arn}), environ={})
 
     assert credentials.client_id == "MERCHANT_1"
     assert credentials.client_secret.get_secret_value() == "s3cret"
-    assert credentials.webhook_secret.get_secret_value() == "hmac-key"
     # A SecretStr never prints its value, e.g. in a log line or a traceback.
     assert "s3cret" not in repr(credentials)
 
 
-def test_locally_they_come_from_the_environment():
-    credentials = load_credentials(
-        load_settings(TABLES),
-        environ={"QPAY_CLIENT_ID": "TEST_MERCHANT", "QPAY_CLIENT_SECRET": "x", "WEBHOOK_SECRET": "y"},
-    )
+def test_in_aws_the_webhook_keys_come_from_theirs_and_sign_with_the_current_key(aws_env):
+    with mock_aws():
+        # As the template's generator writes it on create: one key, k1, current
+        arn = create_secret("qpay/webhook", {"current_key_id": "k1", "k1": "first-key"})
+        settings = load_settings({**TABLES, "WEBHOOK_SECRET_ARN": arn})
 
-    assert credentials.client_id == "TEST_MERCHANT"
+        keys = load_webhook_keys(settings, environ={})
+
+    assert keys.signing_key == "first-key"
+    assert keys.verification_keys == ["first-key"]
+    assert "first-key" not in repr(keys)
+
+
+def test_a_rotation_signs_with_the_new_key_and_still_accepts_the_old_one(aws_env):
+    with mock_aws():
+        arn = create_secret("qpay/webhook", {"current_key_id": "k2", "k1": "first-key", "k2": "second-key"})
+        keys = load_webhook_keys(load_settings({**TABLES, "WEBHOOK_SECRET_ARN": arn}), environ={})
+
+    assert keys.signing_key == "second-key"
+    old_url_token = callback_token("first-key", "ps_1")
+    assert is_valid_callback_token(keys.verification_keys, "ps_1", old_url_token)
+    assert is_valid_callback_token(keys.verification_keys, "ps_1", callback_token("second-key", "ps_1"))
+
+
+def test_a_webhook_secret_whose_current_key_is_missing_fails_fast_without_its_values(aws_env):
+    with mock_aws():
+        arn = create_secret("qpay/webhook", {"current_key_id": "k3", "k1": "first-key"})
+        with pytest.raises(ConfigurationError) as error:
+            load_webhook_keys(load_settings({**TABLES, "WEBHOOK_SECRET_ARN": arn}), environ={})
+
+    assert "current_key_id" in str(error.value)
+    assert "first-key" not in str(error.value)
+
+
+def test_locally_they_come_from_the_environment_previous_keys_included():
+    settings = load_settings(TABLES)
+    environ = {
+        "QPAY_CLIENT_ID": "TEST_MERCHANT",
+        "QPAY_CLIENT_SECRET": "x",
+        "WEBHOOK_SECRET": "now",
+        "WEBHOOK_PREVIOUS_SECRETS": "before, long-ago",
+    }
+
+    assert load_qpay_credentials(settings, environ=environ).client_id == "TEST_MERCHANT"
+    keys = load_webhook_keys(settings, environ=environ)
+    assert keys.signing_key == "now"
+    assert keys.verification_keys == ["now", "before", "long-ago"]
 
 
 def test_missing_credentials_fail_fast_naming_what_is_missing():
     with pytest.raises(ConfigurationError, match="client_secret"):
-        load_credentials(load_settings(TABLES), environ={"QPAY_CLIENT_ID": "x", "WEBHOOK_SECRET": "y"})
+        load_qpay_credentials(load_settings(TABLES), environ={"QPAY_CLIENT_ID": "x"})
+    with pytest.raises(ConfigurationError, match="webhook keys"):
+        load_webhook_keys(load_settings(TABLES), environ={})
+
+
+def test_listing_payments_needs_no_secret_at_all(aws, sim, monkeypatch):
+    # Given a session, then a function environment without any QPay credentials or webhook key,
+    # as template.yaml gives ListPaymentsFunction
+    invoke("create_payment", create_event({"amount": 15000}))
+    for name in ("QPAY_CLIENT_ID", "QPAY_CLIENT_SECRET", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name)
+    dependencies.reset()
+
+    status, body = invoke("list_payments", list_event())
+
+    assert status == 200, body
+    assert len(body["items"]) == 1
+
+
+def test_the_webhook_accepts_a_callback_signed_with_a_previous_key(aws, sim, monkeypatch):
+    # Given an invoice created before a rotation
+    created = invoke("create_payment", create_event({"amount": 15000}))[1]
+    sim.pay(created["invoice_id"])
+    callback_url = sim.callback_url(created["invoice_id"])
+    # When the key is rotated: a new current key, the old one kept as previous
+    old_key = dependencies.webhook_keys().signing_key
+    monkeypatch.setenv("WEBHOOK_SECRET", "rotated-key")
+    monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", old_key)
+    dependencies.reset()
+
+    status, body = invoke("qpay_webhook", webhook_event(callback_url))
+
+    # Then the old invoice's callback still verifies, and new invoices use the new key
+    assert (status, body) == (200, "SUCCESS")
+    assert dependencies.webhook_keys().signing_key == "rotated-key"
+    # And once the old key is dropped, its tokens are refused
+    monkeypatch.delenv("WEBHOOK_PREVIOUS_SECRETS")
+    dependencies.reset()
+    assert invoke("qpay_webhook", webhook_event(callback_url))[0] == 401

@@ -1,24 +1,34 @@
 """Reconcile, expire and Ebarimt, driven as EventBridge would (the handlers, in process) against
-DynamoDB Local, with the simulator over HTTP and events through moto's EventBridge."""
+DynamoDB Local, with the simulator over HTTP, events through moto's EventBridge and the reconcile
+queues in moto's SQS: a reconcile run is the dispatcher, then the worker over every message it
+queued (tests.support.run_reconcile), one invocation at a time."""
 
 import concurrent.futures
 import io
 import logging
+import os
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from local.endpoints import local_client
+from local.sqs import recreate_queues
+from local.template import load_template
 from qpay_common import dependencies
 from qpay_common.api_models import CreatePaymentRequest
 from qpay_common.domain import iso
 from tests.support import (
+    TEMPLATE,
     LambdaContext,
     create_payment,
+    drain_reconcile_queues,
     get_event,
     handler,
     invoke,
     overridden,
+    run_reconcile,
     sample_event,
     settlement_with,
     webhook_event,
@@ -27,17 +37,10 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 
-class Context(LambdaContext):
-    def __init__(self, seconds: float = 120) -> None:
-        super().__init__()
-        self.ends_at = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends_at - time.monotonic()) * 1000)
-
-
 def run_job(name, seconds=120):
-    return handler(name).lambda_handler(sample_event(name), Context(seconds))
+    if name == "reconcile":
+        return run_reconcile(remaining_ms=int(seconds * 1000))
+    return handler(name).lambda_handler(sample_event(name), LambdaContext(remaining_ms=int(seconds * 1000)))
 
 
 def set_attributes(aws, session_id, **values):
@@ -98,6 +101,7 @@ class TestReconcile:
         first = run_job("reconcile")
         second = run_job("reconcile")  # a minute later the session is not due yet
 
+        assert first["dispatched"] == {"queued": 1}
         assert first["outcomes"] == {"still_open": 1}
         assert second["due"] == 0
         assert sim.calls("POST /v2/payment/check") == 1
@@ -167,6 +171,7 @@ class TestReconcile:
         summary = run_job("reconcile", seconds=300)
         elapsed = time.monotonic() - started
 
+        # One worker invocation at a time here (in process), its batch of 10 worked in parallel.
         print(f"\nreconcile of 500 due sessions with 100 ms QPay checks: {elapsed:.1f} s")
         assert summary["outcomes"] == {"confirmed": 500}
         assert summary["left_for_next_run"] == 0
@@ -183,24 +188,76 @@ class TestReconcile:
         assert summary["left_for_next_run"] == 5
         assert run_job("reconcile")["outcomes"] == {"still_open": 5}
 
-    def test_two_overlapping_runs_make_one_order_each(self, empty_tables, sim):
+    def test_two_overlapping_dispatcher_runs_queue_each_session_once(self, empty_tables, sim):
         aws = empty_tables
         created = [create_payment(amount=100 + n) for n in range(20)]
         for body in created:
             sim.pay(body["invoice_id"])
+        dispatcher = dependencies.reconcile_dispatcher()
 
+        # Two runs at once (the use case from threads: handlers must not share a process)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            summaries = list(pool.map(lambda _: run_job("reconcile"), range(2)))
+            summaries = list(pool.map(lambda _: dispatcher.dispatch(60), range(2)))
+        outcomes = drain_reconcile_queues()
 
+        # Each session was leased by exactly one run, so queued and checked once
+        assert sum(summary.outcomes.get("queued", 0) for summary in summaries) == 20
+        assert outcomes == {"confirmed": 20}
+        assert sim.calls("POST /v2/payment/check") == 20
         for body in created:
             assert status_of(aws, body["session_id"]) == "PROCESSED"
             assert len(aws.orders(body["session_id"])) == 1
             assert len(aws.events(body["session_id"])) == 1
-        # Each session was worked by exactly one of the runs; the other saw it claimed or done.
-        worked = sum(
-            summary["outcomes"].get(o, 0) for summary in summaries for o in ("confirmed", "finished")
-        )
-        assert worked == 20
+
+    def test_a_duplicate_delivery_checks_the_session_once(self, empty_tables, sim):
+        created = create_payment()
+        dependencies.reconcile_dispatcher().dispatch(60)
+        sqs = local_client("sqs", os.environ["AWS_ENDPOINT_URL_SQS"])
+        url = os.environ["RECONCILE_QUEUE_URL"]
+        [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        sqs.send_message(QueueUrl=url, MessageBody=message["Body"])  # SQS delivers at least once
+        handle = message["ReceiptHandle"]
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+
+        outcomes = drain_reconcile_queues()
+
+        assert outcomes == {"still_open": 1, "not_leased": 1}
+        assert sim.calls("POST /v2/payment/check") == 1
+        assert empty_tables.session(created["session_id"])["reconcile_checks"]["N"] == "1"
+
+    def test_a_message_the_worker_cannot_process_goes_to_the_dead_letter_queue_after_5_receives(
+        self, empty_tables, sim
+    ):
+        template = load_template(TEMPLATE)
+        sqs = local_client("sqs", os.environ["AWS_ENDPOINT_URL_SQS"])
+        url = os.environ["RECONCILE_QUEUE_URL"]
+        dead_letters = sqs.get_queue_url(QueueName="ReconcileDeadLetterQueue")["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})  # retry at once
+        try:
+            sqs.send_message(QueueUrl=url, MessageBody='{"not": "a reconcile task"}')
+
+            outcomes = Counter()
+            for _ in range(6):
+                outcomes.update(drain_reconcile_queues(max_batches=1))
+
+            # Each receive failed (the whole batch), and the redrive policy moved it on
+            assert outcomes["failed_invocation"] == 5
+            moved = sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
+            assert [m["Body"] for m in moved] == ['{"not": "a reconcile task"}']
+        finally:
+            recreate_queues(sqs, template)  # the template's visibility timeout, and empty
+
+    def test_a_worker_short_of_time_returns_its_messages_unchecked(self, empty_tables, sim):
+        created = create_payment()
+        dependencies.reconcile_dispatcher().dispatch(60)
+
+        # 10 s left: less than one QPay call budget (20 s), so no check is started
+        outcomes = drain_reconcile_queues(remaining_ms=10_000, max_batches=1)
+
+        assert outcomes == {"failed_invocation": 1}
+        assert sim.calls("POST /v2/payment/check") == 0
+        stored = empty_tables.session(created["session_id"])
+        assert "reconcile_checks" not in stored or stored["reconcile_checks"]["N"] == "0"
 
 
 class TestExpire:

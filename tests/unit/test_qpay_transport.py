@@ -159,6 +159,91 @@ def test_a_malformed_success_body_is_a_typed_error_naming_the_field_not_a_crash(
         )
 
 
+class Remaining:
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self):
+        return int(self.seconds * 1000)
+
+
+@pytest.fixture
+def invocation():
+    """Run the test inside an invocation with the given remaining time (deadlines.begin)."""
+    from qpay_common import deadlines
+
+    def begin(seconds):
+        deadlines.begin(Remaining(seconds))
+
+    yield begin
+    deadlines.end()
+
+
+def test_inside_an_invocation_timeouts_are_cut_to_the_time_left(invocation):
+    # Given an invocation with 4 s left (3 s after the answer margin)
+    invocation(4.0)
+    session = ScriptedSession(FakeResponse(200, {"ok": 1}))
+    # When an idempotent call is made with a 20 s budget and a 10 s read timeout
+    transport(session).send("POST", "/payment/check", idempotent=True)
+    # Then its read timeout fits what is left of the invocation, not the configured 10 s
+    connect, read = session.calls[0][2]["timeout"]
+    assert read <= 3.0
+    assert connect <= 3.0
+
+
+def test_retries_stop_when_the_invocation_has_no_time_left(invocation):
+    invocation(1.0)  # nothing left after the answer margin
+    session = ScriptedSession(FakeResponse(200, {}))
+    with pytest.raises(QPayTransportError):
+        transport(session).send("POST", "/payment/check", idempotent=True)
+    assert session.calls == []
+
+
+def test_an_invoice_is_not_requested_when_it_could_not_run_to_its_read_timeout(invocation):
+    # Given 12 s left: less than connect (3.05 s) + read (10 s) timeouts plus the answer margin
+    invocation(12.0)
+    session = ScriptedSession(FakeResponse(200, {"invoice_id": "x"}))
+    # Then the invoice call is refused before anything is sent, so QPay cannot create it unseen
+    with pytest.raises(QPayTransportError, match="too little time"):
+        transport(session).send("POST", "/invoice", idempotent=False)
+    assert session.calls == []
+
+
+def test_an_invoice_is_requested_with_its_full_read_timeout_when_there_is_time(invocation):
+    invocation(15.0)
+    session = ScriptedSession(FakeResponse(200, {"invoice_id": "x"}))
+    assert transport(session).send("POST", "/invoice", idempotent=False) == {"invoice_id": "x"}
+    assert session.calls[0][2]["timeout"] == (3.05, 10)
+
+
+def test_an_invoice_is_not_retried_after_a_connect_timeout_once_time_ran_short(invocation, monkeypatch):
+    # Given 15 s left, and a first attempt whose connect timeout took 3 s of it
+    invocation(15.0)
+    clock = {"now": 1000.0}
+    monkeypatch.setattr("qpay_common.qpay_client.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("qpay_common.deadlines.time.monotonic", lambda: clock["now"])
+    from qpay_common import deadlines
+
+    deadlines.begin(Remaining(15.0))
+
+    class SlowConnect(ScriptedSession):
+        def request(self, method, url, **kwargs):
+            clock["now"] += 3.05
+            return super().request(method, url, **kwargs)
+
+    session = SlowConnect(requests.ConnectTimeout("no route"), FakeResponse(200, {"invoice_id": "x"}))
+    # Then the retry that could be cut short is never sent
+    with pytest.raises(QPayTransportError, match="connect timeout"):
+        transport(session).send("POST", "/invoice", idempotent=False)
+    assert len(session.calls) == 1
+
+
+def test_outside_an_invocation_only_the_call_budget_applies():
+    session = ScriptedSession(FakeResponse(200, {"invoice_id": "x"}))
+    assert transport(session).send("POST", "/invoice", idempotent=False) == {"invoice_id": "x"}
+    assert session.calls[0][2]["timeout"] == (3.05, 10)
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -17,8 +17,9 @@ from qpay_common.errors import (
     SessionNotFound,
     Unauthorized,
 )
+from qpay_common.reconcile_queues import ReconcileTask
 from qpay_common.settlement import Settlement
-from tests.fakes import World, unit_credentials
+from tests.fakes import World, unit_webhook_keys
 
 pytestmark = pytest.mark.unit
 
@@ -150,7 +151,7 @@ class TestSettlement:
                 raise RuntimeError(stage)
 
         crashing = Settlement(
-            unit_credentials(),
+            unit_webhook_keys,
             world.sessions,
             world.qpay,
             world.publisher,
@@ -173,7 +174,7 @@ class TestSettlement:
         session = world.create()
         world.qpay.pay(session.invoice_id, 15000)
         crashing = Settlement(
-            unit_credentials(),
+            unit_webhook_keys,
             world.sessions,
             world.qpay,
             world.publisher,
@@ -188,6 +189,33 @@ class TestSettlement:
         # Within the lease another worker leaves the publish to its holder
         assert world.settlement.fulfil(world.stored(session.session_id)).status == S.PAID
         assert world.publisher.published == []
+
+    def test_the_publisher_finishes_when_an_unrelated_write_beats_its_last_step(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+
+        def duplicate_delivery_records_its_check(stage, current):
+            # A second delivery of the same reconcile message writes the session (its check)
+            # between this call's publish and its PROCESSED write
+            if stage == "before_processed":
+                world.sessions.record_reconcile_check(
+                    world.stored(current.session_id), next_check_at=world.clock.epoch() + 60, checks=1
+                )
+
+        racing = Settlement(
+            unit_webhook_keys,
+            world.sessions,
+            world.qpay,
+            world.publisher,
+            clock=world.clock,
+            fault_hook=duplicate_delivery_records_its_check,
+        )
+        done = racing.confirm_with_qpay(session, source="reconcile")
+
+        # The lease holder does not wait out its own lease: PROCESSED now, published once
+        assert done.status == S.PROCESSED
+        assert world.stored(session.session_id).status == S.PROCESSED
+        assert len(world.publisher.published) == 1
 
 
 class TestCancellation:
@@ -306,24 +334,26 @@ class TestScheduledJobs:
         world.qpay.pay(paid.invoice_id, 15000)
         unpaid = world.create()
 
-        summary = world.jobs.reconcile(remaining_seconds=120)
+        summary, outcomes = world.reconcile()
 
-        assert summary.outcomes == {"confirmed": 1, "still_open": 1}
+        assert summary.outcomes == {"queued": 2}
+        assert outcomes == {"confirmed": 1, "still_open": 1}
         assert world.stored(paid.session_id).status == S.PROCESSED
         assert world.stored(unpaid.session_id).next_check_at == int(world.clock.epoch()) + 60
-        assert world.jobs.reconcile(remaining_seconds=120).due == 0
+        assert world.reconcile()[0].due == 0
         world.clock.advance(seconds=60)
-        world.jobs.reconcile(remaining_seconds=120)
+        world.reconcile()
         assert world.stored(unpaid.session_id).next_check_at == int(world.clock.epoch()) + 120
 
     def test_grace_checks_end_with_the_grace_window(self, world):
         session = world.create()
+        world.qpay.fail_next["cancel_invoice"] = QPayTransportError("down")  # not confirmed by QPay
         world.cancellation.cancel("alice", session.session_id)
         world.clock.advance(hours=25)
 
-        summary = world.jobs.reconcile(remaining_seconds=120)
+        _, outcomes = world.reconcile()
 
-        assert summary.outcomes == {"grace_over": 1}
+        assert outcomes == {"grace_over": 1}
         assert world.stored(session.session_id).reconcile_shard is None
 
     def test_expire_closes_old_pending_sessions_and_their_invoices(self, world):
@@ -350,3 +380,153 @@ class TestScheduledJobs:
         assert summary.outcomes == {"registered": 1}
         assert (stored.ebarimt_status, stored.ebarimt_shard) == ("REGISTERED", None)
         assert world.qpay.receipts[0]["payment_id"] == stored.payment_ids[0]
+
+
+class TestReconcileDispatch:
+    """The dispatcher's lease and the worker's rules, on in-memory queues (reconcile.py)."""
+
+    def test_a_dispatched_session_is_leased_so_a_second_run_does_not_queue_it_again(self, world):
+        session = world.create()
+
+        first = world.dispatcher.dispatch(60)
+        second = world.dispatcher.dispatch(60)
+
+        assert first.outcomes == {"queued": 1}
+        assert second.due == 0
+        leased = world.stored(session.session_id)
+        assert leased.next_check_at == int(world.clock.epoch()) + world.settings.reconcile_lease_seconds
+        assert len(world.task_queues.messages[False]) == 1
+
+    def test_a_lost_message_makes_the_session_due_again_when_its_lease_ends(self, world):
+        session = world.create()
+        world.dispatcher.dispatch(60)
+        world.task_queues.take()  # the message is lost
+
+        world.clock.advance(seconds=world.settings.reconcile_lease_seconds)
+        summary, outcomes = world.reconcile()
+
+        assert summary.outcomes == {"queued": 1}
+        assert outcomes == {"still_open": 1}
+        assert world.stored(session.session_id).reconcile_checks == 1
+
+    def test_a_message_that_outlived_its_lease_is_dropped_and_the_new_one_does_the_work(self, world):
+        session = world.create()
+        world.dispatcher.dispatch(60)
+        stale = world.task_queues.take()
+        world.clock.advance(seconds=world.settings.reconcile_lease_seconds)
+        world.dispatcher.dispatch(60)
+        fresh = world.task_queues.take()
+
+        outcomes = [world.worker.work_message(body) for body in stale + fresh + fresh]
+
+        # The stale message and the duplicate delivery do nothing; QPay is asked once
+        assert outcomes == ["not_leased", "still_open", "not_leased"]
+        assert world.qpay.calls.count("check_payment") == 1
+        assert world.stored(session.session_id).reconcile_checks == 1
+
+    def test_paid_sessions_go_to_the_priority_queue_and_are_read_first(self):
+        world = World(RECONCILE_MAX_QUEUED="3")
+        for n in range(5):
+            world.create(amount=100 + n)
+        # Given a session marked PAID whose order was never written (its worker died)
+        session = world.create(amount=999)
+        paid = world.sessions.mark_paid(session, 999, ["pay-1"], world.clock.now())
+        world.clock.advance(seconds=60)
+
+        summary = world.dispatcher.dispatch(60)
+
+        # Then it is queued on the priority queue, apart from the checks, and finished first
+        assert summary.outcomes == {"queued_priority": 1, "queued": 3}
+        assert [
+            ReconcileTask.model_validate_json(body).session_id for body in world.task_queues.messages[True]
+        ] == [paid.session_id]
+        # And RECONCILE_MAX_QUEUED bounds the other queue: two checks wait for room
+        assert len(world.task_queues.messages[False]) == 3
+        outcomes = [world.worker.work_message(body) for body in world.task_queues.take()]
+        assert outcomes == ["finished", "still_open", "still_open", "still_open"]
+        assert world.stored(paid.session_id).status == S.PROCESSED
+        assert world.dispatcher.dispatch(60).outcomes == {"queued": 2}
+
+    def test_a_paid_session_carries_the_priority_shard_key(self, world):
+        session = world.create()
+        paid = world.sessions.mark_paid(session, 15000, ["pay-1"], world.clock.now())
+
+        assert paid.reconcile_shard.startswith("RP#")
+        assert world.stored(session.session_id).reconcile_shard.startswith("RP#")
+        assert session.reconcile_shard.startswith("R#")
+
+    def test_due_sessions_are_read_fairly_across_shards(self, world):
+        from qpay_common.work_queues import RECONCILE_QUEUE
+
+        # Given 600 due sessions, most of them in one shard
+        created = [world.create(amount=100 + n) for n in range(600)]
+        by_shard = {}
+        for session in created:
+            by_shard.setdefault(session.reconcile_shard, []).append(session.session_id)
+        crowded = max(by_shard, key=lambda shard: len(by_shard[shard]))
+        for session in created[:400]:
+            world.sessions.items[session.session_id]["reconcile_shard"] = crowded
+
+        due = world.sessions.due_sessions(RECONCILE_QUEUE, int(world.clock.epoch()), limit=100)
+
+        # Then a read of 100 takes some from every shard, not 100 from the crowded one
+        assert len(due.session_ids) == 100
+        assert set(due.per_shard) == set(RECONCILE_QUEUE.all_shards())
+        assert due.per_shard[crowded] <= 12  # its even share, plus what small shards lacked
+
+    def test_an_expired_or_cancelled_session_whose_invoice_qpay_cancelled_stops_being_checked(self):
+        world = World(RECONCILE_AFTER_CANCEL_SECONDS="600")
+        session = world.create()
+        world.cancellation.cancel("alice", session.session_id)  # QPay confirms the cancel
+
+        stored = world.stored(session.session_id)
+        assert stored.invoice_cancelled_at is not None
+        assert stored.grace_until == int(world.clock.epoch()) + 600
+
+        checks = 0
+        for _ in range(24 * 60):  # a day of dispatcher runs, one a minute
+            world.clock.advance(seconds=60)
+            _, outcomes = world.reconcile()
+            checks += outcomes.get("still_open", 0)
+        # A few checks in the ten minutes a payment could race the cancel, instead of ~30 in 24 h
+        assert 1 <= checks <= 5
+        assert world.stored(session.session_id).reconcile_shard is None
+        assert world.qpay.calls.count("check_payment") == checks
+
+    def test_with_no_window_a_confirmed_cancel_takes_the_session_off_the_queue_at_once(self):
+        world = World(RECONCILE_AFTER_CANCEL_SECONDS="0")
+        session = world.create()
+
+        world.cancellation.cancel("alice", session.session_id)
+
+        assert world.stored(session.session_id).reconcile_shard is None
+        assert world.reconcile()[0].due == 0
+
+    def test_an_unconfirmed_cancel_keeps_the_full_grace_window(self, world):
+        session = world.create()
+        world.qpay.fail_next["cancel_invoice"] = QPayTransportError("down")
+
+        world.cancellation.cancel("alice", session.session_id)
+
+        stored = world.stored(session.session_id)
+        assert stored.invoice_cancelled_at is None
+        assert stored.grace_until == int(world.clock.epoch()) + 24 * 3600
+
+    def test_an_underpaid_session_keeps_its_grace_window_for_a_top_up(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 5000)
+        failed = world.settlement.confirm_with_qpay(session, source="webhook")
+        assert failed.status == S.FAILED
+
+        world.clock.advance(hours=12)
+        world.qpay.pay(session.invoice_id, 10000)  # the top-up; its callback is lost
+        _, outcomes = world.reconcile()
+
+        assert outcomes == {"confirmed": 1}
+        assert world.stored(session.session_id).status == S.PROCESSED
+
+    def test_a_malformed_message_raises_so_sqs_retries_it_and_then_dead_letters_it(self, world):
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError):
+            world.worker.work_message('{"session": "x"}')

@@ -9,15 +9,26 @@ def test_callback_url_carries_the_session_and_a_token_that_verifies():
     url = callback_url("https://api.example.com/", "s3cret", "ps_abc")
     assert url.startswith("https://api.example.com/webhooks/qpay?session_id=ps_abc&token=")
     token = url.split("token=")[1]
-    assert is_valid_callback_token("s3cret", "ps_abc", token)
+    assert is_valid_callback_token(["s3cret"], "ps_abc", token)
 
 
 def test_a_token_for_another_session_or_secret_is_refused():
     token = callback_token("s3cret", "ps_abc")
-    assert not is_valid_callback_token("s3cret", "ps_other", token)
-    assert not is_valid_callback_token("other", "ps_abc", token)
-    assert not is_valid_callback_token("s3cret", "ps_abc", None)
-    assert not is_valid_callback_token("s3cret", None, token)
+    assert not is_valid_callback_token(["s3cret"], "ps_other", token)
+    assert not is_valid_callback_token(["other"], "ps_abc", token)
+    assert not is_valid_callback_token(["s3cret"], "ps_abc", None)
+    assert not is_valid_callback_token(["s3cret"], None, token)
+    assert not is_valid_callback_token([], "ps_abc", token)
+
+
+def test_a_token_made_with_any_key_still_in_the_secret_verifies():
+    # Given a rotation: URLs of open invoices were signed with k1, new ones with k2
+    old_token = callback_token("k1-secret", "ps_abc")
+    new_token = callback_token("k2-secret", "ps_abc")
+    # Then while both keys are in the secret, both verify; once k1 is dropped, only k2's does
+    assert is_valid_callback_token(["k2-secret", "k1-secret"], "ps_abc", old_token)
+    assert is_valid_callback_token(["k2-secret", "k1-secret"], "ps_abc", new_token)
+    assert not is_valid_callback_token(["k2-secret"], "ps_abc", old_token)
 
 
 def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
@@ -32,7 +43,7 @@ def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
 )
 def test_a_hostile_token_is_refused_without_raising(token):
     # compare_digest raises TypeError on non-ASCII str: such a token must be a plain refusal.
-    assert is_valid_callback_token("s3cret", "ps_abc", token) is False
+    assert is_valid_callback_token(["s3cret"], "ps_abc", token) is False
 
 
 @pytest.mark.parametrize(
@@ -41,4 +52,4 @@ def test_a_hostile_token_is_refused_without_raising(token):
     ids=["non-ascii", "surrogate", "huge", "newline"],
 )
 def test_a_hostile_session_id_is_refused_without_raising(session_id):
-    assert is_valid_callback_token("s3cret", session_id, callback_token("s3cret", "ps_abc")) is False
+    assert is_valid_callback_token(["s3cret"], session_id, callback_token("s3cret", "ps_abc")) is False

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from qpay_common import deadlines
 from qpay_common.domain import SESSION_ID_PATTERN
 from qpay_common.errors import ConfigurationError, Forbidden, PaymentError, Unauthorized
 from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
@@ -173,7 +174,11 @@ def http_handler(*routers: Router) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        deadlines.begin(context)
+        try:
+            return app.resolve(event, context)
+        finally:
+            deadlines.end()
 
     # Tests reach the resolver to override a use case: `resolver.dependency_overrides[...]`.
     lambda_handler.resolver = app  # type: ignore[attr-defined]

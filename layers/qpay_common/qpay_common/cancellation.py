@@ -31,11 +31,13 @@ class Cancellation:
         settlement: Settlement,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        checks_after_cancel_seconds: int = 600,
     ) -> None:
         self._repository = repository
         self._qpay = qpay
         self._settlement = settlement
         self._clock = clock
+        self._checks_after_cancel_seconds = checks_after_cancel_seconds
 
     def cancel(self, user_id: str, session_id: str) -> PaymentSession:
         """PENDING -> CANCELLED; idempotent; a paid or expired session answers why not."""
@@ -71,10 +73,23 @@ class Cancellation:
                 return self._settlement.confirm_with_qpay(session, source=source)
             if exc.code not in INVOICE_ALREADY_GONE:
                 logger.warning("QPay refused to cancel the invoice", extra={"qpay_code": exc.code})
+                return session
         except QPayError as exc:
             count("QPayErrors", operation="cancel_invoice")
             logger.warning("QPay invoice cancel failed; reconcile keeps watching", extra={"error": str(exc)})
-        return session
+            return session
+        return self._invoice_cancelled(session)
+
+    def _invoice_cancelled(self, session: PaymentSession) -> PaymentSession:
+        """QPay confirmed it: no payment can arrive any more, so reconcile's grace checks end
+        (after a short window for a payment that raced the cancel)."""
+        try:
+            return self._repository.record_invoice_cancelled(
+                session, self._clock.now(), checks_for_seconds=self._checks_after_cancel_seconds
+            )
+        except StaleSession:
+            # It moved on (a payment, say); whoever moved it keeps its work-queue keys right.
+            return session
 
 
 def _refusal(status: PaymentStatus) -> Exception:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from qpay_common.api_models import CreatePaymentRequest
 from qpay_common.cache import CacheStore
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.credentials import QPayCredentials
+from qpay_common.credentials import WebhookKeys
 from qpay_common.domain import LineItem, PaymentSession, PaymentStatus, iso, new_session_id, purge_epoch
 from qpay_common.errors import ConfigurationError, IdempotencyConflict, QPayError, QPayUnavailable
 from qpay_common.observability import count, logger
@@ -32,7 +32,7 @@ class PaymentCreation:
     def __init__(
         self,
         settings: Settings,
-        credentials: QPayCredentials,
+        webhook_keys: WebhookKeys,
         repository: SessionsRepository,
         cache: CacheStore,
         qpay: QPayClient,
@@ -40,7 +40,7 @@ class PaymentCreation:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._settings = settings
-        self._credentials = credentials
+        self._webhook_keys = webhook_keys
         self._repository = repository
         self._cache = cache
         self._qpay = qpay
@@ -114,17 +114,25 @@ class PaymentCreation:
             raise QPayUnavailable(
                 "QPay could not create the invoice; nothing was charged, try again"
             ) from None
-        session = self._repository.activate(
-            session,
-            {
-                "invoice_id": invoice.invoice_id,
-                "qr_text": invoice.qr_text,
-                "qr_image": invoice.qr_image,
-                "short_url": invoice.short_url,
-                "deeplinks": [link.model_dump() for link in invoice.urls],
-            },
-            self._clock.now(),
-        )
+        try:
+            session = self._repository.activate(
+                session,
+                {
+                    "invoice_id": invoice.invoice_id,
+                    "qr_text": invoice.qr_text,
+                    "qr_image": invoice.qr_image,
+                    "short_url": invoice.short_url,
+                    "deeplinks": [link.model_dump() for link in invoice.urls],
+                },
+                self._clock.now(),
+            )
+        except Exception:
+            # Nobody was shown this invoice's QR; cancel it so nothing payable is left without a
+            # session (best effort: the QR never leaves this function anyway).
+            with contextlib.suppress(QPayError):
+                self._qpay.cancel_invoice(invoice.invoice_id)
+            self._discard_unfinished(session)
+            raise
         count("PaymentCreated")
         logger.info(
             "Payment session created", extra={"invoice_id": invoice.invoice_id, "amount": session.amount}
@@ -134,7 +142,7 @@ class PaymentCreation:
     def _invoice_request(
         self, session_id: str, request: CreatePaymentRequest, callback_base_url: str
     ) -> InvoiceRequest:
-        secret = self._credentials.webhook_secret.get_secret_value()
+        secret = self._webhook_keys.signing_key
         try:
             return InvoiceRequest(
                 invoice_code=self._settings.qpay_invoice_code,

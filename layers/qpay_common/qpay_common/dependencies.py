@@ -4,6 +4,10 @@ Handlers ask for a use case with Powertools' `Depends(dependencies.<use case>)`,
 overrides it per resolver (`app.dependency_overrides`) instead of changing shared objects. An
 environment serves one invocation at a time, but a scheduled job's thread pool shares the graph:
 the lock keeps it to one build.
+
+Secrets are read when first used, not when the graph is built: a function that never calls QPay
+(listing) never reads the QPay secret, and only the functions that sign or check callback URLs
+read the webhook keys. template.yaml gives each function only the secrets it uses.
 """
 
 import threading
@@ -16,11 +20,14 @@ from qpay_common.admin_reports import AdminReports
 from qpay_common.cache import CacheStore
 from qpay_common.cancellation import Cancellation
 from qpay_common.creation import PaymentCreation
-from qpay_common.credentials import QPayCredentials, load_credentials
+from qpay_common.credentials import QPayCredentials, WebhookKeys, load_qpay_credentials, load_webhook_keys
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.qpay_models import TokenGrant
 from qpay_common.queries import Queries
+from qpay_common.reconcile import ReconcileDispatcher, ReconcileWorker
+from qpay_common.reconcile_queues import ReconcileQueues
 from qpay_common.refunds import Refunds
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import ScheduledJobs
@@ -50,8 +57,13 @@ def settings() -> Settings:
 
 
 @once
-def credentials() -> QPayCredentials:
-    return load_credentials(settings())
+def qpay_credentials() -> QPayCredentials:
+    return load_qpay_credentials(settings())
+
+
+@once
+def webhook_keys() -> WebhookKeys:
+    return load_webhook_keys(settings())
 
 
 def qpay_transport(config: Settings) -> QPayTransport:
@@ -64,15 +76,32 @@ def qpay_transport(config: Settings) -> QPayTransport:
     )
 
 
-def token_provider(config: Settings, secrets: QPayCredentials) -> QPayTokenProvider:
-    auth = QPayAuthClient(qpay_transport(config), secrets.client_id, secrets.client_secret.get_secret_value())
-    return QPayTokenProvider(CacheStore(config), auth)
+class _AuthOnFirstUse:
+    """QPay's /auth endpoints with the merchant credentials read on the first token fetch."""
+
+    def __init__(self, transport: QPayTransport, credentials: Callable[[], QPayCredentials]) -> None:
+        self._transport = transport
+        self._credentials = credentials
+
+    def _client(self) -> QPayAuthClient:
+        secrets = self._credentials()
+        return QPayAuthClient(self._transport, secrets.client_id, secrets.client_secret.get_secret_value())
+
+    def fetch_token(self) -> TokenGrant:
+        return self._client().fetch_token()
+
+    def refresh_token(self, refresh_token: str) -> TokenGrant:
+        return self._client().refresh_token(refresh_token)
+
+
+def token_provider(config: Settings, credentials: Callable[[], QPayCredentials]) -> QPayTokenProvider:
+    return QPayTokenProvider(CacheStore(config), _AuthOnFirstUse(qpay_transport(config), credentials))
 
 
 @once
 def qpay_client() -> QPayClient:
     config = settings()
-    return QPayClient(qpay_transport(config), token_provider(config, credentials()))
+    return QPayClient(qpay_transport(config), token_provider(config, qpay_credentials))
 
 
 @once
@@ -92,17 +121,22 @@ def event_publisher() -> EventPublisher:
 
 @once
 def settlement() -> Settlement:
-    return Settlement(credentials(), repository(), qpay_client(), event_publisher())
+    return Settlement(webhook_keys, repository(), qpay_client(), event_publisher())
 
 
 @once
 def cancellation() -> Cancellation:
-    return Cancellation(repository(), qpay_client(), settlement())
+    return Cancellation(
+        repository(),
+        qpay_client(),
+        settlement(),
+        checks_after_cancel_seconds=settings().reconcile_after_cancel_seconds,
+    )
 
 
 @once
 def payment_creation() -> PaymentCreation:
-    return PaymentCreation(settings(), credentials(), repository(), cache_store(), qpay_client())
+    return PaymentCreation(settings(), webhook_keys(), repository(), cache_store(), qpay_client())
 
 
 @once
@@ -117,12 +151,22 @@ def ebarimt() -> EbarimtService:
 
 @once
 def scheduled_jobs() -> ScheduledJobs:
-    return ScheduledJobs(settings(), repository(), settlement(), cancellation(), ebarimt())
+    return ScheduledJobs(settings(), repository(), cancellation(), ebarimt())
+
+
+@once
+def reconcile_dispatcher() -> ReconcileDispatcher:
+    return ReconcileDispatcher(settings(), repository(), ReconcileQueues(settings()))
+
+
+@once
+def reconcile_worker() -> ReconcileWorker:
+    return ReconcileWorker(settings(), repository(), settlement())
 
 
 @once
 def refunds() -> Refunds:
-    return Refunds(credentials(), repository(), qpay_client(), event_publisher(), ebarimt())
+    return Refunds(webhook_keys, repository(), qpay_client(), event_publisher(), ebarimt())
 
 
 @once
@@ -138,7 +182,8 @@ def admin_reports() -> AdminReports:
 def reset() -> None:
     built: tuple[Any, ...] = (
         settings,
-        credentials,
+        qpay_credentials,
+        webhook_keys,
         qpay_client,
         repository,
         cache_store,
@@ -149,6 +194,8 @@ def reset() -> None:
         queries,
         ebarimt,
         scheduled_jobs,
+        reconcile_dispatcher,
+        reconcile_worker,
         refunds,
         admin_operations,
         admin_reports,

@@ -125,6 +125,8 @@ class PaymentSession(BaseModel):
     # Paid after it was cancelled or expired (honoured by policy A).
     late_payment: bool | None = None
     failure_reason: str | None = None
+    # When QPay confirmed the invoice cancelled (no payment can arrive after it).
+    invoice_cancelled_at: str | None = None
     refund: Refund | None = None
     purge_at: int | None = None
     emit_lease_until: float | None = None

@@ -1,6 +1,7 @@
 """The only module that speaks HTTP to QPay.
 
-Every call has a connect/read timeout and an overall budget. Idempotent calls are retried with
+Every call has a connect/read timeout and an overall budget, both cut to what is left of the
+running Lambda invocation (deadlines.py). Idempotent calls are retried with
 full-jitter backoff on connection errors, timeouts, 429 and 5xx. Invoice creation is not retried
 once the request may have reached QPay (a read timeout or a 5xx could mean it was created), only
 when it certainly did not (connect timeout, 429).
@@ -15,6 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import requests
 from pydantic import BaseModel, ValidationError
 
+from qpay_common import deadlines
 from qpay_common.errors import (
     QPayAuthError,
     QPayError,
@@ -93,6 +95,9 @@ class QPayTransport:
         basic_auth: tuple[str, str] | None = None,
     ) -> Any:
         deadline = time.monotonic() + self.budget_seconds
+        invocation_left = deadlines.seconds_left()
+        if invocation_left is not None:
+            deadline = min(deadline, time.monotonic() + invocation_left)
         headers = {"Accept": "application/json"}
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -100,6 +105,17 @@ class QPayTransport:
         last_error: QPayError = QPayTransportError(f"QPay {method} {path}: no attempt made")
         for attempt in range(1, self.max_attempts + 1):
             remaining = deadline - time.monotonic()
+            if not idempotent and remaining < self.connect_timeout + self.read_timeout:
+                # A call that may create something (an invoice, a receipt) is only started, or
+                # retried after a connect timeout, if it can run to its read timeout: cut short,
+                # QPay might create it with nobody left to record it.
+                logger.warning(
+                    "QPay call not started: too little time left",
+                    extra={"qpay_path": path, "seconds_left": round(max(remaining, 0.0), 3)},
+                )
+                if attempt == 1:
+                    last_error = QPayTransportError(f"QPay {method} {path}: not started, too little time")
+                break
             if remaining <= 0.05:
                 break
             try:

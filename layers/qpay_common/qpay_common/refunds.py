@@ -11,9 +11,10 @@ asking again, and a payment is never refunded twice (QPay refuses that too).
 """
 
 import contextlib
+from collections.abc import Callable
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.credentials import QPayCredentials
+from qpay_common.credentials import WebhookKeys
 from qpay_common.domain import EbarimtStatus, PaymentSession, PaymentStatus, Refund, iso
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.errors import (
@@ -49,7 +50,7 @@ UNANSWERED = (
 class Refunds:
     def __init__(
         self,
-        credentials: QPayCredentials,
+        webhook_keys: Callable[[], WebhookKeys],
         repository: SessionsRepository,
         qpay: QPayClient,
         publisher: EventPublisher,
@@ -57,7 +58,8 @@ class Refunds:
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._credentials = credentials
+        # Read only when a refund asks QPay for a callback: most refunds never load the secret.
+        self._webhook_keys = webhook_keys
         self._repository = repository
         self._qpay = qpay
         self._publisher = publisher
@@ -217,7 +219,7 @@ class Refunds:
     def _callback_url(self, session_id: str, base_url: str | None) -> str | None:
         if not base_url:
             return None
-        return callback_url(base_url, self._credentials.webhook_secret.get_secret_value(), session_id)
+        return callback_url(base_url, self._webhook_keys().signing_key, session_id)
 
     def _get(self, session_id: str) -> PaymentSession:
         session = self._repository.get(session_id)

@@ -14,7 +14,7 @@ from pynamodb.transactions import TransactWrite
 from qpay_common.domain import Order, PaymentSession, PaymentStatus, iso
 from qpay_common.errors import DuplicateSettlement, StaleSession
 from qpay_common.session_listing import Position, Stream
-from qpay_common.session_store import CURSOR_FIELDS, SessionStore, decode_cursor, encode_cursor
+from qpay_common.session_store import CURSOR_FIELDS, DuePage, SessionStore, decode_cursor, encode_cursor
 from qpay_common.settings import Settings
 from qpay_common.tables import OrderItem, SessionItem, bind, warm_up
 from qpay_common.work_queues import WorkQueue
@@ -127,30 +127,38 @@ class SessionsRepository(SessionStore):
         following = (last_key["created_at"]["S"], last_key["session_id"]["S"]) if last_key else None
         return sessions, following
 
-    def due_session_ids(
-        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
-    ) -> tuple[list[str], int]:
-        """Session ids in one shard of `queue` whose due value is <= upper_bound, and how many
-        index items DynamoDB read for them."""
+    def due_page(
+        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
+    ) -> DuePage:
+        """One page of a shard of `queue`'s sparse index (KEYS_ONLY: the keys are all it holds)."""
         connection = self._sessions._get_connection()
-        condition = getattr(self._sessions, queue.due_attribute) <= upper_bound
-        ids: list[str] = []
-        scanned = 0
-        start_key = None
-        while len(ids) < max_items:
-            page = connection.query(
-                shard_key,
-                range_key_condition=condition,
-                index_name=queue.index_name,
-                exclusive_start_key=start_key,
-                limit=min(100, max_items - len(ids)),
+        page = connection.query(
+            shard_key,
+            range_key_condition=getattr(self._sessions, queue.due_attribute) <= upper_bound,
+            index_name=queue.index_name,
+            exclusive_start_key=start_key,
+            limit=limit,
+        )
+        return DuePage(
+            session_ids=[item["session_id"]["S"] for item in page.get("Items", [])],
+            items_read=int(page.get("ScannedCount", 0)),
+            next_key=page.get("LastEvaluatedKey"),
+        )
+
+    def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
+        # One UpdateItem on the key alone: the dispatcher never reads the session it leases.
+        due = getattr(self._sessions, attribute)
+        try:
+            self._sessions._get_connection().update_item(
+                session_id,
+                actions=[due.set(until), self._sessions.version.add(1)],
+                condition=due <= bound,
             )
-            scanned += int(page.get("ScannedCount", 0))
-            ids.extend(item["session_id"]["S"] for item in page.get("Items", []))
-            start_key = page.get("LastEvaluatedKey")
-            if not start_key:
-                break
-        return ids, scanned
+        except UpdateError as exc:
+            if _lost_race(exc):
+                return False
+            raise
+        return True
 
     def create_unfinished(self, session: PaymentSession) -> PaymentSession:
         """The CREATING session, written before the QPay invoice exists (never twice)."""

@@ -1,9 +1,10 @@
-"""The three EventBridge-scheduled jobs: reconcile, expire and ebarimt (ARCHITECTURE section 5).
+"""The EventBridge-scheduled jobs that work inside their own invocation: expire and ebarimt
+(ARCHITECTURE section 5). Reconcile hands its work to SQS instead (reconcile.py).
 
-Each job reads only its sparse work-queue index (never a Scan), works the due sessions with
-bounded concurrency, stops taking work before its Lambda timeout (the rest stays due for the next
-run), and reports one summary. Every per-session step is a conditional write that first claims
-the session, so two overlapping runs never do visible work twice.
+Each job reads only its sparse work-queue index (never a Scan), fairly across its shards, works
+the due sessions with bounded concurrency, stops taking work before its Lambda timeout (the rest
+stays due for the next run), and reports one summary. Every per-session step is a conditional
+write that first claims the session, so two overlapping runs never do visible work twice.
 """
 
 import contextlib
@@ -13,30 +14,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from qpay_common import deadlines
 from qpay_common.cancellation import Cancellation
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.domain import PaymentSession, PaymentStatus, iso
+from qpay_common.domain import PaymentSession, iso
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.errors import PaymentError, StaleSession
 from qpay_common.observability import logger, metrics
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
-from qpay_common.settlement import Settlement
-from qpay_common.state_machine import GRACE, RECONCILED, Event, allows
-from qpay_common.work_queues import (
-    EBARIMT_QUEUE,
-    EXPIRE_QUEUE,
-    RECONCILE_BACKOFF_SECONDS,
-    RECONCILE_QUEUE,
-    WorkQueue,
-    backoff,
-)
+from qpay_common.state_machine import Event, allows
+from qpay_common.work_queues import EBARIMT_QUEUE, EXPIRE_QUEUE, WorkQueue
 
 # At most this many due sessions are read per run; more stay due for the next run.
 MAX_ITEMS_PER_RUN = 5000
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
 @dataclass
@@ -47,6 +45,8 @@ class JobSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     left_for_next_run: int = 0
     seconds: float = 0.0
+    # Due sessions read per shard: a starved shard shows as missing while others have many.
+    per_shard: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -56,7 +56,42 @@ class JobSummary:
             "outcomes": dict(self.outcomes),
             "left_for_next_run": self.left_for_next_run,
             "seconds": round(self.seconds, 3),
+            "per_shard": dict(sorted(self.per_shard.items())),
         }
+
+    def publish(self) -> None:
+        """One log line and the metrics of a run."""
+        logger.info(f"{self.job} run", extra={"summary": self.as_dict()})
+        name = "".join(part.capitalize() for part in self.job.split("_"))
+        metrics.add_metric(name=f"{name}Due", unit=MetricUnit.Count, value=self.due)
+        for outcome, number in self.outcomes.items():
+            metrics.add_metric(name=f"{name}_{outcome}", unit=MetricUnit.Count, value=number)
+
+
+def run_concurrently(
+    job: str, work: Callable[[str], str], session_ids: list[str], *, threads: int, deadline: float
+) -> Counter[str]:
+    """`work` for each session from a thread pool; outcomes counted. Sessions not started by the
+    deadline count as left_for_next_run; one session's error never stops the others."""
+
+    def attempt(session_id: str) -> str:
+        if time.monotonic() >= deadline:
+            return "left_for_next_run"
+        # Thread-local: the pool's threads each log their own session.
+        logger.thread_safe_append_keys(session_id=session_id)
+        try:
+            return work(session_id)
+        except PaymentError as exc:
+            logger.warning(f"{job}: session not finished this run", extra={"error": exc.code})
+            return "error"
+        except Exception:  # noqa: BLE001 - one bad session must not stop the run
+            logger.exception(f"{job}: unexpected error")
+            return "error"
+        finally:
+            logger.thread_safe_remove_keys(["session_id"])
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return Counter(pool.map(attempt, session_ids))
 
 
 class ScheduledJobs:
@@ -64,7 +99,6 @@ class ScheduledJobs:
         self,
         settings: Settings,
         repository: SessionsRepository,
-        settlement: Settlement,
         cancellation: Cancellation,
         ebarimt: EbarimtService,
         *,
@@ -72,14 +106,9 @@ class ScheduledJobs:
     ) -> None:
         self._settings = settings
         self._repository = repository
-        self._settlement = settlement
         self._cancellation = cancellation
         self._ebarimt = ebarimt
         self._clock = clock
-
-    def reconcile(self, remaining_seconds: float) -> JobSummary:
-        now = int(self._clock.epoch())
-        return self._run(RECONCILE_QUEUE, now, self._reconcile_one, remaining_seconds)
 
     def expire(self, remaining_seconds: float) -> JobSummary:
         cutoff = iso(self._clock.now() - timedelta(minutes=self._settings.session_expiry_minutes))
@@ -96,70 +125,20 @@ class ScheduledJobs:
         work: Callable[[str], str],
         remaining_seconds: float,
     ) -> JobSummary:
-        job = queue.job
         started = time.monotonic()
         deadline = started + max(0.0, remaining_seconds - self._settings.job_safety_seconds)
-        summary = JobSummary(job=job)
-        due: list[str] = []
-        for shard_key in queue.all_shards():
-            ids, read = self._repository.due_session_ids(
-                queue, shard_key, upper_bound, max_items=MAX_ITEMS_PER_RUN - len(due)
-            )
-            due.extend(ids)
-            summary.index_items_read += read
-        summary.due = len(due)
-
-        def attempt(session_id: str) -> str:
-            if time.monotonic() >= deadline:
-                return "left_for_next_run"
-            # Thread-local: the pool's threads each log their own session.
-            logger.thread_safe_append_keys(session_id=session_id)
-            try:
-                return work(session_id)
-            except PaymentError as exc:
-                logger.warning(f"{job}: session not finished this run", extra={"error": exc.code})
-                return "error"
-            except Exception:  # noqa: BLE001 - one bad session must not stop the run
-                logger.exception(f"{job}: unexpected error")
-                return "error"
-            finally:
-                logger.thread_safe_remove_keys(["session_id"])
-
-        with ThreadPoolExecutor(max_workers=self._settings.job_concurrency) as pool:
-            summary.outcomes.update(pool.map(attempt, due))
+        summary = JobSummary(job=queue.job)
+        due = self._repository.due_sessions(queue, upper_bound, limit=MAX_ITEMS_PER_RUN)
+        summary.due = len(due.session_ids)
+        summary.index_items_read = due.items_read
+        summary.per_shard = due.per_shard
+        summary.outcomes = run_concurrently(
+            queue.job, work, due.session_ids, threads=self._settings.job_concurrency, deadline=deadline
+        )
         summary.left_for_next_run = summary.outcomes.pop("left_for_next_run", 0)
         summary.seconds = time.monotonic() - started
-        logger.info(f"{job} run", extra={"summary": summary.as_dict()})
-        metrics.add_metric(name=f"{job.capitalize()}Due", unit=MetricUnit.Count, value=summary.due)
-        for outcome, number in summary.outcomes.items():
-            metrics.add_metric(name=f"{job.capitalize()}_{outcome}", unit=MetricUnit.Count, value=number)
+        summary.publish()
         return summary
-
-    def _reconcile_one(self, session_id: str) -> str:
-        session = self._repository.get(session_id)
-        if session is None:
-            return "gone"
-        if session.status not in RECONCILED:
-            self._stop_watching(session, RECONCILE_QUEUE)
-            return "not_due"
-        now = self._clock.now()
-        if session.status in GRACE and (session.grace_until or 0) < now.timestamp():
-            self._stop_watching(session, RECONCILE_QUEUE)
-            return "grace_over"
-        checks = (session.reconcile_checks or 0) + 1
-        next_check_at = now.timestamp() + backoff(RECONCILE_BACKOFF_SECONDS, checks - 1)
-        try:
-            # The claim: whoever moves next_check_at on wins this check; an overlapping run skips.
-            session = self._repository.claim_reconcile_check(
-                session, now, next_check_at=next_check_at, checks=checks
-            )
-        except StaleSession:
-            return "claimed_elsewhere"
-        before = session.status
-        after = self._settlement.confirm_with_qpay(session, source="reconcile")
-        if after.status == PaymentStatus.PROCESSED:
-            return "finished" if before == PaymentStatus.PAID else "confirmed"
-        return "still_open" if after.status == before else after.status.value.lower()
 
     def _expire_one(self, session_id: str) -> str:
         session = self._repository.get(session_id)
@@ -178,3 +157,19 @@ class ScheduledJobs:
         # Whoever changed it kept the index keys right.
         with contextlib.suppress(StaleSession):
             self._repository.stop_watching(session, queue)
+
+
+def scheduled_handler(job: Callable[[float], JobSummary]) -> LambdaHandler:
+    """The Lambda entry point of a scheduled job: the job gets the invocation's remaining time,
+    and every QPay call made for it fits into that time."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        deadlines.begin(context)
+        try:
+            return job(context.get_remaining_time_in_millis() / 1000).as_dict()
+        finally:
+            deadlines.end()
+
+    return lambda_handler

@@ -11,8 +11,11 @@ import abc
 import base64
 import binascii
 import json
+import math
 import re
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,11 +33,12 @@ from qpay_common.domain import (
 from qpay_common.errors import InvalidCursor
 from qpay_common.session_listing import Position, Stream
 from qpay_common.settings import Settings
-from qpay_common.state_machine import OPEN_STATUSES, WATCHED_BY, Event, Job, transition_for
+from qpay_common.state_machine import GRACE, OPEN_STATUSES, WATCHED_BY, Event, Job, transition_for
 from qpay_common.work_queues import (
     EBARIMT_QUEUE,
     EXPIRE_QUEUE,
     RECONCILE_BACKOFF_SECONDS,
+    RECONCILE_PRIORITY_QUEUE,
     RECONCILE_QUEUE,
     WorkQueue,
 )
@@ -44,6 +48,26 @@ FIRST_CHECK_DELAY_SECONDS = {PaymentStatus.PAID: RECONCILE_BACKOFF_SECONDS[0]}
 CURSOR_FIELDS = ("user_id", "session_id", "created_at")
 # domain.iso(): the created_at of every session, and so of every cursor this API issues.
 _ISO_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+# Index items read per shard and round when many are due; fewer when the limit is split evenly.
+DUE_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class DuePage:
+    """One page of a work-queue shard: session ids, index items read, and where the next starts."""
+
+    session_ids: list[str]
+    items_read: int
+    next_key: Any = None
+
+
+@dataclass
+class DueSessions:
+    session_ids: list[str] = field(default_factory=list)
+    items_read: int = 0
+    per_shard: Counter[str] = field(default_factory=Counter)
 
 
 class SessionStore(abc.ABC):
@@ -93,10 +117,15 @@ class SessionStore(abc.ABC):
         from (None once the partition is exhausted)."""
 
     @abc.abstractmethod
-    def due_session_ids(
-        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, max_items: int
-    ) -> tuple[list[str], int]:
-        """Ids in one shard of `queue` whose due value is <= upper_bound, and index items read."""
+    def due_page(
+        self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
+    ) -> DuePage:
+        """Up to `limit` ids in one shard of `queue` whose due value is <= upper_bound, soonest
+        due first, from `start_key` (None: the start)."""
+
+    @abc.abstractmethod
+    def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
+        """Set `attribute` to `until` (and bump the version) if it is still <= bound; whether it was."""
 
     @abc.abstractmethod
     def _update(
@@ -104,6 +133,37 @@ class SessionStore(abc.ABC):
     ) -> PaymentSession:
         """Apply `changes` (None removes an attribute) if the session still has the status and
         version the caller read (and, with `due`, that attribute is <= the bound); else StaleSession."""
+
+    # Reading the work queues
+
+    def due_sessions(self, queue: WorkQueue, upper_bound: Any, *, limit: int) -> DueSessions:
+        """Up to `limit` due sessions of `queue`, read fairly: round by round, a page from each
+        shard that still has due items, the limit split evenly between them, so a backlog in one
+        shard never starves the others."""
+        due = DueSessions()
+        start_keys: dict[str, Any] = dict.fromkeys(queue.all_shards())
+        while start_keys and len(due.session_ids) < limit:
+            share = math.ceil((limit - len(due.session_ids)) / len(start_keys))
+            for shard_key in list(start_keys):
+                room = limit - len(due.session_ids)
+                if room <= 0:
+                    break
+                page = self.due_page(
+                    queue,
+                    shard_key,
+                    upper_bound,
+                    start_key=start_keys[shard_key],
+                    limit=min(DUE_PAGE_SIZE, share, room),
+                )
+                due.session_ids.extend(page.session_ids)
+                due.items_read += page.items_read
+                if page.session_ids:
+                    due.per_shard[shard_key] += len(page.session_ids)
+                if page.next_key is None:
+                    del start_keys[shard_key]
+                else:
+                    start_keys[shard_key] = page.next_key
+        return due
 
     # Creation
 
@@ -168,11 +228,33 @@ class SessionStore(abc.ABC):
     # Scheduled work: a claim succeeds only while the work is still due, so of two overlapping
     # runs exactly one does it.
 
-    def claim_reconcile_check(
-        self, session: PaymentSession, now: datetime, *, next_check_at: float, checks: int
+    def lease_reconcile_check(self, session_id: str, now: datetime, *, until: int) -> bool:
+        """The reconcile dispatcher's lease: the session stops being due until `until`, so it is
+        queued once; if its message is lost, it is simply due again then. False: another run
+        leased it, or it is no longer due."""
+        return self._lease_due(session_id, RECONCILE_QUEUE.due_attribute, int(now.timestamp()), until)
+
+    def record_reconcile_check(
+        self, session: PaymentSession, *, next_check_at: float, checks: int
     ) -> PaymentSession:
+        """A check of a leased session is done: the next one is due at `next_check_at` (if the
+        session is unchanged since the worker read it; else StaleSession)."""
         changes = {"next_check_at": int(next_check_at), "reconcile_checks": checks}
-        return self._update(session, changes, due=(RECONCILE_QUEUE.due_attribute, int(now.timestamp())))
+        return self._update(session, changes)
+
+    def record_invoice_cancelled(
+        self, session: PaymentSession, now: datetime, *, checks_for_seconds: int
+    ) -> PaymentSession:
+        """QPay confirmed the invoice cancelled, so a payment can only still race the cancel: the
+        grace window shrinks to `checks_for_seconds` (0 ends the checks now)."""
+        changes: dict[str, Any] = {"invoice_cancelled_at": iso(now)}
+        if session.status in GRACE and session.reconcile_shard is not None:
+            ends = int(now.timestamp()) + checks_for_seconds
+            if checks_for_seconds <= 0:
+                changes.update(RECONCILE_QUEUE.dequeue())
+            elif session.grace_until is None or ends < session.grace_until:
+                changes["grace_until"] = ends
+        return self._update(session, changes)
 
     def claim_ebarimt_attempt(
         self, session: PaymentSession, now: datetime, *, next_attempt_at: float, attempts: int
@@ -219,7 +301,8 @@ class SessionStore(abc.ABC):
         changes.update(EXPIRE_QUEUE.enqueue(session_id) if Job.EXPIRE in watchers else EXPIRE_QUEUE.dequeue())
         if Job.RECONCILE in watchers:
             due = epoch + FIRST_CHECK_DELAY_SECONDS.get(target, 0)
-            changes.update(RECONCILE_QUEUE.enqueue(session_id, due, reconcile_checks=0, grace_until=None))
+            queue = RECONCILE_PRIORITY_QUEUE if target == PaymentStatus.PAID else RECONCILE_QUEUE
+            changes.update(queue.enqueue(session_id, due, reconcile_checks=0, grace_until=None))
         elif Job.GRACE in watchers:
             grace_until = int(epoch + self._settings.reconcile_grace_hours * 3600)
             changes.update(

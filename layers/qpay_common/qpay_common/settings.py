@@ -1,8 +1,8 @@
 """Configuration, read from the environment once and validated (fail fast on a bad value).
 
-Handlers never read os.environ; they get a Settings object. Secrets (QPay credentials and the
-webhook HMAC key) come from Secrets Manager in AWS (QPAY_SECRET_ARN) and from the environment
-locally; see credentials.py.
+Handlers never read os.environ; they get a Settings object. Secrets (QPay credentials, and the
+webhook HMAC keys) come from two Secrets Manager secrets in AWS (QPAY_SECRET_ARN,
+WEBHOOK_SECRET_ARN) and from the environment locally; see credentials.py.
 """
 
 import os
@@ -32,11 +32,13 @@ class Settings(BaseModel):
     # Standard botocore variable names, so the local stack and tests can point at local engines.
     dynamodb_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL_DYNAMODB", default=None)
     eventbridge_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL_EVENTBRIDGE", default=None)
+    sqs_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL_SQS", default=None)
 
     qpay_env: Literal["sandbox", "live"] = Field(alias="QPAY_ENV", default="sandbox")
     qpay_base_url_override: str | None = Field(alias="QPAY_BASE_URL", default=None)
     qpay_invoice_code: str = Field(alias="QPAY_INVOICE_CODE", default="TEST_INVOICE", min_length=1)
     qpay_secret_arn: str | None = Field(alias="QPAY_SECRET_ARN", default=None)
+    webhook_secret_arn: str | None = Field(alias="WEBHOOK_SECRET_ARN", default=None)
     qpay_connect_timeout_seconds: float = Field(alias="QPAY_CONNECT_TIMEOUT_SECONDS", default=3.05, gt=0)
     qpay_read_timeout_seconds: float = Field(alias="QPAY_READ_TIMEOUT_SECONDS", default=10.0, gt=0)
     # Idempotent QPay calls are tried at most this often, and all tries of one call must fit in
@@ -52,6 +54,17 @@ class Settings(BaseModel):
     idempotency_ttl_hours: int = Field(alias="IDEMPOTENCY_TTL_HOURS", default=24, ge=1)
     # Reconcile keeps asking QPay about CANCELLED/EXPIRED/FAILED sessions this long (policy A).
     reconcile_grace_hours: int = Field(alias="RECONCILE_GRACE_HOURS", default=24, ge=1)
+    # Once QPay confirmed an invoice cancelled, grace checks go on only this long (a payment that
+    # raced the cancel); 0 ends them at once.
+    reconcile_after_cancel_seconds: int = Field(alias="RECONCILE_AFTER_CANCEL_SECONDS", default=600, ge=0)
+    # The reconcile dispatcher's queues (SQS) and lease: a queued session is not due again until
+    # the lease ends, so it is never queued twice, and a lost message only delays it.
+    reconcile_queue_url: str | None = Field(alias="RECONCILE_QUEUE_URL", default=None)
+    reconcile_priority_queue_url: str | None = Field(alias="RECONCILE_PRIORITY_QUEUE_URL", default=None)
+    reconcile_lease_seconds: int = Field(alias="RECONCILE_LEASE_SECONDS", default=900, ge=60)
+    # At most this many messages wait in each queue; the dispatcher tops it up each run. Keep it
+    # below what the workers drain within one lease, or leases run out while messages wait.
+    reconcile_max_queued: int = Field(alias="RECONCILE_MAX_QUEUED", default=5000, ge=1)
     job_concurrency: int = Field(alias="JOB_CONCURRENCY", default=16, ge=1, le=64)
     # Scheduled jobs stop taking new work this long before their Lambda timeout: more than one
     # QPay call budget, so a session started last still finishes in time.
@@ -70,8 +83,12 @@ class Settings(BaseModel):
     @field_validator(
         "dynamodb_endpoint_url",
         "eventbridge_endpoint_url",
+        "sqs_endpoint_url",
+        "reconcile_queue_url",
+        "reconcile_priority_queue_url",
         "qpay_base_url_override",
         "qpay_secret_arn",
+        "webhook_secret_arn",
         "public_base_url",
         mode="before",
     )

@@ -8,7 +8,7 @@ loser re-reads and carries on from whatever state the winner left.
 from collections.abc import Callable
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.credentials import QPayCredentials
+from qpay_common.credentials import WebhookKeys
 from qpay_common.domain import AMOUNT_MISMATCH, Order, PaymentSession, PaymentStatus, iso, order_id_for
 from qpay_common.errors import QPayError, QPayUnavailable, SessionNotFound, StaleSession, Unauthorized
 from qpay_common.events import EventPublisher, EventPublishError
@@ -31,7 +31,7 @@ FaultHook = Callable[[str, PaymentSession], None]
 class Settlement:
     def __init__(
         self,
-        credentials: QPayCredentials,
+        webhook_keys: Callable[[], WebhookKeys],
         repository: SessionsRepository,
         qpay: QPayClient,
         publisher: EventPublisher,
@@ -40,7 +40,8 @@ class Settlement:
         fault_hook: FaultHook | None = None,
         emit_lease_seconds: float = EMIT_LEASE_SECONDS,
     ) -> None:
-        self._credentials = credentials
+        # Loaded on the first callback: the other functions that settle never read the secret.
+        self._webhook_keys = webhook_keys
         self._repository = repository
         self._qpay = qpay
         self._publisher = publisher
@@ -50,8 +51,7 @@ class Settlement:
 
     def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
         """QPay's callback is a hint to look; QPay's payment check is the proof."""
-        secret = self._credentials.webhook_secret.get_secret_value()
-        if not is_valid_callback_token(secret, session_id, token):
+        if not is_valid_callback_token(self._webhook_keys().verification_keys, session_id, token):
             raise Unauthorized("invalid callback token")
         assert session_id is not None  # checked by the token
         logger.append_keys(session_id=session_id)
@@ -101,12 +101,17 @@ class Settlement:
 
     def fulfil(self, session: PaymentSession) -> PaymentSession:
         """PAID -> order (once) -> PaymentCompleted (at least once) -> PROCESSED."""
+        published_under: float | None = None  # the publish lease under which this call published
         for _ in range(MAX_RACE_RETRIES):
             if session.status != PaymentStatus.PAID:
                 return session
             now = self._clock.now()
             lease_until = now.timestamp() + self._emit_lease_seconds
             try:
+                if published_under is not None and session.emit_lease_until == published_under:
+                    # Our event is out and the lease still ours: only the last write lost a race
+                    # with an unrelated one (a duplicate delivery recording its check).
+                    return self._mark_processed(session)
                 if session.order_id is None:
                     self._fault("before_order", session)
                     order = self._order_for(session)
@@ -120,10 +125,9 @@ class Settlement:
                     order = self._repository.get_order(session.order_id or "") or self._order_for(session)
                 self._fault("before_event", session)
                 self._publisher.payment_completed(session, order)
+                published_under = session.emit_lease_until
                 self._fault("before_processed", session)
-                session = self._repository.mark_processed(session, self._clock.now())
-                logger.info("Payment fulfilled", extra={"order_id": session.order_id})
-                return session
+                return self._mark_processed(session)
             except StaleSession:
                 session = self._reload(session)
             except EventPublishError as exc:
@@ -131,6 +135,11 @@ class Settlement:
                 logger.error("PaymentCompleted not published; session stays PAID", extra={"error": str(exc)})
                 return self._release_emit_lease(session)
         return session
+
+    def _mark_processed(self, session: PaymentSession) -> PaymentSession:
+        processed = self._repository.mark_processed(session, self._clock.now())
+        logger.info("Payment fulfilled", extra={"order_id": processed.order_id})
+        return processed
 
     def _release_emit_lease(self, session: PaymentSession) -> PaymentSession:
         """Let the next attempt (a duplicate callback, a poll, reconcile) publish at once."""

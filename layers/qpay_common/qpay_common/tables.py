@@ -11,18 +11,46 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from qpay_common.settings import Settings
 
 ModelT = TypeVar("ModelT", bound=Model)
 
+# What GET /payments returns (api_models.PaymentView), the operators' listing by user reads
+# (admin_models.AdminPaymentItem), and a PaymentSession needs besides the keys. The QR image,
+# deeplinks, items and metadata stay out: writing them does not write the index. template.yaml
+# declares the same list (a unit test keeps them equal).
+BY_USER_ATTRIBUTES = (
+    "status",
+    "version",
+    "amount",
+    "paid_amount",
+    "currency",
+    "description",
+    "invoice_id",
+    "payment_ids",
+    "order_id",
+    "updated_at",
+    "expires_at",
+    "paid_at",
+    "cancelled_at",
+    "expired_at",
+    "processed_at",
+    "late_payment",
+    "failure_reason",
+    "refund",
+    "ebarimt_status",
+    "ebarimt_receipt_id",
+    "ebarimt_qr_data",
+)
+
 
 class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
     class Meta:
         index_name = "by_user"
-        projection = AllProjection()
+        projection = IncludeProjection(non_attr_keys=list(BY_USER_ATTRIBUTES))
 
     user_id = UnicodeAttribute(hash_key=True)
     created_at = UnicodeAttribute(range_key=True)
@@ -127,6 +155,7 @@ class SessionItem(Model):
     processed_at = UnicodeAttribute(null=True)
     late_payment = BooleanAttribute(null=True)
     failure_reason = UnicodeAttribute(null=True)
+    invoice_cancelled_at = UnicodeAttribute(null=True)
     refund = JSONAttribute(null=True)
     # Epoch seconds; the table's TTL attribute. Only terminal (and abandoned CREATING) sessions.
     purge_at = NumberAttribute(null=True)

@@ -9,12 +9,13 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
+from qpay_common import deadlines
 from qpay_common.cache import CacheStore
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.errors import QPayError
 from qpay_common.observability import count, logger
-from qpay_common.qpay_client import QPayAuthClient
 from qpay_common.qpay_models import TokenGrant
 
 TOKEN_KEY = "token#qpay"
@@ -25,6 +26,14 @@ WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.05
 
 
+class TokenIssuer(Protocol):
+    """QPay's /auth endpoints (qpay_client.QPayAuthClient)."""
+
+    def fetch_token(self) -> TokenGrant: ...
+
+    def refresh_token(self, refresh_token: str) -> TokenGrant: ...
+
+
 def fingerprint(access_token: str) -> str:
     return hashlib.sha256(access_token.encode()).hexdigest()[:16]
 
@@ -33,7 +42,7 @@ class QPayTokenProvider:
     def __init__(
         self,
         cache: CacheStore,
-        auth: QPayAuthClient,
+        auth: TokenIssuer,
         *,
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
@@ -44,6 +53,10 @@ class QPayTokenProvider:
         self._clock = clock
         self._sleep = sleep
         self._wait_seconds = wait_seconds
+        # The token this execution environment last read or fetched, and until when it is good:
+        # one read of the cache table per token, not per QPay call (a reconcile worker makes
+        # thousands). A 401 drops it, as it drops the shared one.
+        self._known: tuple[str, float] | None = None
 
     def get_token(self) -> str:
         cached = self._fresh_token()
@@ -58,7 +71,10 @@ class QPayTokenProvider:
                 return cached if cached is not None else self._fetch_and_store()
             finally:
                 self._cache.delete(LOCK_KEY, tag=owner)
-        deadline = self._clock.epoch() + self._wait_seconds
+        # Waiting must leave the invocation time for the call the token is for.
+        left = deadlines.seconds_left()
+        wait = self._wait_seconds if left is None else min(self._wait_seconds, left / 2)
+        deadline = self._clock.epoch() + wait
         while self._clock.epoch() < deadline:
             self._sleep(POLL_SECONDS)
             cached = self._fresh_token()
@@ -69,9 +85,15 @@ class QPayTokenProvider:
 
     def invalidate(self, access_token: str) -> None:
         """Drop the cached token if it is still the one QPay refused (not a newer one)."""
+        known = self._known
+        if known is not None and known[0] == access_token:
+            self._known = None
         self._cache.delete(TOKEN_KEY, tag=fingerprint(access_token))
 
     def _fresh_token(self) -> str | None:
+        known = self._known
+        if known is not None and known[1] - REFRESH_MARGIN_SECONDS > self._clock.epoch():
+            return known[0]
         found = self._cache.get(TOKEN_KEY)
         if found is None:
             return None
@@ -80,6 +102,7 @@ class QPayTokenProvider:
         expires_at = data.get("access_expires_at", 0)
         if not access_token or expires_at - REFRESH_MARGIN_SECONDS <= self._clock.epoch():
             return None
+        self._known = (str(access_token), float(expires_at))
         return str(access_token)
 
     def _fetch_and_store(self) -> str:
@@ -99,6 +122,7 @@ class QPayTokenProvider:
             expires_at=max(access_expires_at, refresh_expires_at or 0),
             tag=fingerprint(grant.access_token),
         )
+        self._known = (grant.access_token, float(access_expires_at))
         count("TokenFetched")
         return grant.access_token
 

@@ -61,6 +61,17 @@ RECONCILE_QUEUE = WorkQueue(
     due_attribute="next_check_at",
     companions=("reconcile_checks", "grace_until"),
 )
+# PAID sessions only need their order and event, no QPay call: the same index under shard keys of
+# their own ("RP#n"), so the dispatcher reads them first and queues them apart, and they never
+# wait behind a backlog of grace-window checks.
+RECONCILE_PRIORITY_QUEUE = WorkQueue(
+    job="reconcile",
+    index_name="reconcile_due",
+    shard_prefix="RP",
+    shard_attribute="reconcile_shard",
+    due_attribute="next_check_at",
+    companions=("reconcile_checks", "grace_until"),
+)
 EXPIRE_QUEUE = WorkQueue(
     job="expire",
     index_name="pending_since",
