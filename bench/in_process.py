@@ -1,0 +1,369 @@
+"""Benchmarks of the handlers and use cases in this process, against DynamoDB Local, moto and
+the QPay simulator (child processes): warm latency per HTTP route, QPay and DynamoDB calls per
+operation, the token cache under 50 cold callers, and scheduled-job throughput."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.infra import AwsCallCounter, Backends
+from bench.report import Row
+from tests.support import (
+    LambdaContext,
+    admin_event,
+    cancel_event,
+    create_event,
+    get_event,
+    handler,
+    invoke,
+    list_event,
+    sample_event,
+    webhook_event,
+)
+
+# --------------------------------------------------------------------------- scenario steps
+
+
+def create(amount: int = 15000, user_id: str = "alice") -> dict[str, Any]:
+    status, body = invoke("create_payment", create_event({"amount": amount}, user_id=user_id))
+    if status != 201:
+        raise RuntimeError(f"create_payment answered {status}: {body}")
+    return body
+
+
+def paid_callback(backends: Backends, user_id: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new session the customer has paid; QPay's callback event for it (not yet delivered)."""
+    session = create(user_id=user_id)
+    backends.simulator.pay(session["invoice_id"], callback=False)
+    return session, webhook_event(backends.simulator.callback_url(session["invoice_id"]))
+
+
+def checkout_event(session_id: str) -> dict[str, Any]:
+    event = sample_event("checkout")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/checkout/{session_id}"
+    event["pathParameters"] = {"session_id": session_id}
+    return event
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --------------------------------------------------------------------------- warm latency
+
+
+def warm_latency(backends: Backends, invocations: int, progress: Callable[[str], None]) -> list[Row]:
+    """Each HTTP route invoked `invocations` times after a warm-up, one call at a time; only the
+    handler call is timed (making a fresh session for cancel or a webhook is not)."""
+    alice_session = create()
+    routes: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+        ("POST /payments", "create_payment", lambda: create_event({"amount": 15000})),
+        ("GET /payments/{id}", "get_payment", lambda: get_event(alice_session["session_id"])),
+        ("GET /payments", "list_payments", lambda: list_event(limit="20")),
+        (
+            "POST /payments/{id}/cancel",
+            "cancel_payment",
+            lambda: cancel_event(create()["session_id"]),
+        ),
+        ("GET /webhooks/qpay (first)", "qpay_webhook", lambda: paid_callback(backends)[1]),
+        ("GET /checkout/{id}", "checkout", lambda: checkout_event(alice_session["session_id"])),
+        ("GET /openapi.json", "openapi", lambda: sample_event("openapi")),
+        ("GET /admin/payments", "admin", lambda: admin_event("GET", "/admin/payments")),
+    ]
+    rows = []
+    for route, function_dir, make_event in routes:
+        module = handler(function_dir)
+        for _ in range(3):
+            module.lambda_handler(make_event(), LambdaContext(function_name=function_dir))
+        samples = []
+        statuses: Counter[int] = Counter()
+        for _ in range(invocations):
+            event = make_event()
+            started = time.perf_counter()
+            response = module.lambda_handler(event, LambdaContext(function_name=function_dir))
+            samples.append((time.perf_counter() - started) * 1000)
+            statuses[response["statusCode"]] += 1
+        p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+        rows.append(
+            Row(
+                section="Warm latency (in process)",
+                name=f"{route} p50 / p99",
+                value=f"{p50:.1f} / {p99:.1f}",
+                unit="ms",
+                reference=f"{invocations} calls, statuses {dict(statuses)}",
+                detail={"p50_ms": p50, "p99_ms": p99, "mean_ms": statistics.fmean(samples)},
+            )
+        )
+        progress(f"warm latency: {route}")
+    return rows
+
+
+# --------------------------------------------------------------------------- calls per operation
+
+# The least each operation can do and stay correct (ARCHITECTURE: a conditional write per state
+# change, QPay's payment check as the proof of payment, the token from the shared cache):
+# (QPay calls, DynamoDB calls, why).
+MINIMUM_CALLS = {
+    "create": (1, 3, "token read, session put (CREATING), invoice, session update (PENDING)"),
+    "webhook": (1, 2, "session read, payment check, one transaction (PAID + order + marker)"),
+    "duplicate webhook": (0, 1, "session read: already PROCESSED"),
+    "status poll (PENDING, within poll interval)": (0, 1, "session read"),
+    "cancel": (1, 2, "session read, conditional update, invoice cancel"),
+    "reconcile of one session (paid)": (1, 3, "session read, claim, payment check, transaction"),
+}
+
+
+def _measure_calls(backends: Backends, operation: Callable[[], Any]) -> tuple[Counter[str], Counter[str]]:
+    before = backends.simulator.calls()
+    with AwsCallCounter() as counter:
+        operation()
+    qpay = backends.simulator.calls()
+    qpay.subtract(before)
+    return +qpay, counter.snapshot()
+
+
+def calls_per_operation(backends: Backends) -> list[Row]:
+    from qpay_common import dependencies
+
+    create()  # the token is cached now, as in a running deployment
+    measured: dict[str, tuple[Counter[str], Counter[str]]] = {}
+    measured["create"] = _measure_calls(backends, create)
+
+    _, callback = paid_callback(backends)
+    measured["webhook"] = _measure_calls(backends, lambda: invoke("qpay_webhook", callback))
+    measured["duplicate webhook"] = _measure_calls(backends, lambda: invoke("qpay_webhook", callback))
+
+    pending = create()
+    invoke("get_payment", get_event(pending["session_id"]))
+    measured["status poll (PENDING, within poll interval)"] = _measure_calls(
+        backends, lambda: invoke("get_payment", get_event(pending["session_id"]))
+    )
+    to_cancel = create()
+    measured["cancel"] = _measure_calls(
+        backends, lambda: invoke("cancel_payment", cancel_event(to_cancel["session_id"]))
+    )
+
+    paid = create()
+    backends.simulator.pay(paid["invoice_id"], callback=False)
+    jobs = dependencies.scheduled_jobs()
+    measured["reconcile of one session (paid)"] = _measure_calls(
+        backends,
+        lambda: jobs._reconcile_one(paid["session_id"]),  # one session's work, without the run around it
+    )
+
+    rows = []
+    for operation, (qpay, aws) in measured.items():
+        minimum_qpay, minimum_dynamodb, why = MINIMUM_CALLS[operation]
+        dynamodb = sum(number for key, number in aws.items() if key.startswith("dynamodb."))
+        others = {key: number for key, number in aws.items() if not key.startswith("dynamodb.")}
+        qpay_total = sum(qpay.values())
+        rows.append(
+            Row(
+                section="Calls per operation",
+                name=f"{operation}: QPay / DynamoDB",
+                value=f"{qpay_total} / {dynamodb}",
+                unit="calls",
+                reference=f"minimum {minimum_qpay} / {minimum_dynamodb} ({why}); made: "
+                + ", ".join(f"{key.split('.', 1)[1]} x{number}" for key, number in sorted(aws.items())),
+                met=qpay_total <= minimum_qpay and dynamodb <= minimum_dynamodb,
+                goal="at the minimum",
+                detail={"qpay": dict(qpay), "aws": dict(aws), "other_aws": others},
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- token cache
+
+TOKEN_CALLERS = 50
+
+
+def token_cache(backends: Backends, settings_env: dict[str, str]) -> list[Row]:
+    """50 cold execution environments (each its own provider, client and connection) ask for the
+    token at once with none cached: how many fetch one from QPay. Then one cached read against
+    one fetch, timed."""
+    from qpay_common.cache import CacheStore
+    from qpay_common.dependencies import qpay_transport
+    from qpay_common.qpay_client import QPayAuthClient
+    from qpay_common.settings import load_settings
+    from qpay_common.token_cache import TOKEN_KEY, QPayTokenProvider
+
+    settings = load_settings(settings_env)
+
+    def provider() -> QPayTokenProvider:
+        auth = QPayAuthClient(
+            qpay_transport(settings), settings_env["QPAY_CLIENT_ID"], settings_env["QPAY_CLIENT_SECRET"]
+        )
+        return QPayTokenProvider(CacheStore(settings), auth)
+
+    CacheStore(settings).delete(TOKEN_KEY)
+    # Built before the start line, as each environment would have its clients by then.
+    providers = [provider() for _ in range(TOKEN_CALLERS)]
+    before = backends.simulator.calls()
+    start_line = threading.Barrier(TOKEN_CALLERS)
+    tokens: list[str] = []
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def caller(each: QPayTokenProvider) -> None:
+        start_line.wait()
+        started = time.perf_counter()
+        token = each.get_token()
+        with lock:
+            tokens.append(token)
+            waits.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=caller, args=(each,)) for each in providers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = backends.simulator.calls()
+    fetches = sum(number - before.get(key, 0) for key, number in after.items() if "auth/token" in key)
+
+    one = providers[0]
+    cached_ms, fetch_ms = [], []
+    for _ in range(15):  # alternating, so both see the same machine load
+        started = time.perf_counter()
+        one.get_token()
+        cached_ms.append((time.perf_counter() - started) * 1000)
+        CacheStore(settings).delete(TOKEN_KEY)
+        started = time.perf_counter()
+        one.get_token()
+        fetch_ms.append((time.perf_counter() - started) * 1000)
+    cached, fetched = statistics.median(cached_ms), statistics.median(fetch_ms)
+    return [
+        Row(
+            section="Token cache",
+            name=f"{TOKEN_CALLERS} cold concurrent callers: QPay token fetches",
+            value=fetches,
+            unit="fetches",
+            reference=f"{len(set(tokens))} distinct token(s) handed out; slowest caller "
+            f"{max(waits):.0f} ms, median {statistics.median(waits):.0f} ms",
+            goal="1",
+            met=fetches == 1,
+            detail={"waits_ms": sorted(waits), "calls": dict(after)},
+        ),
+        Row(
+            section="Token cache",
+            name="cached read vs fetch (median of 15 each)",
+            value=round(cached, 1),
+            unit="ms",
+            reference=f"fetch (lock + QPay /auth/token + store) {fetched:.1f} ms",
+            ratio=round(cached / fetched, 2),
+            detail={"cached_ms": cached_ms, "fetch_ms": fetch_ms},
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- scheduled jobs
+
+
+class ShiftedClock:
+    """The system clock, `ahead` in the future: seeded sessions are then due (or past expiry)."""
+
+    def __init__(self, ahead: timedelta) -> None:
+        self._ahead = ahead
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._ahead
+
+    def epoch(self) -> float:
+        return self.now().timestamp()
+
+
+def _seed(backends: Backends, sessions: int, paid_share: float) -> list[str]:
+    ids = []
+    for number in range(sessions):
+        session = create(user_id=f"job-{number % 7}")
+        if number < sessions * paid_share:
+            backends.simulator.pay(session["invoice_id"], callback=False)
+        ids.append(session["session_id"])
+    return ids
+
+
+def job_throughput(
+    backends: Backends, latencies_ms: tuple[int, ...], sessions: int, progress: Callable[[str], None]
+) -> list[Row]:
+    """Reconcile and expire runs over `sessions` due sessions, with every QPay call the job makes
+    taking the given latency; throughput as a fraction of concurrency / latency."""
+    from qpay_common import dependencies
+    from qpay_common.scheduled import ScheduledJobs
+
+    settings = dependencies.settings()
+    concurrency = settings.job_concurrency
+    rows = []
+    for latency in latencies_ms:
+        for job in ("reconcile", "expire"):
+            backends.simulator.clear_faults()
+            backends.recreate_tables()
+            dependencies.reset()
+            create()  # token cached
+            _seed(backends, sessions, paid_share=0.5 if job == "reconcile" else 0.0)
+            qpay_path = "/v2/payment/check" if job == "reconcile" else "/v2/invoice/*"
+            backends.simulator.post("/_sim/faults", {"rules": [{"path": qpay_path, "delay_ms": latency}]})
+            # Reconcile's first check of a session is due a minute after creation; expiry after
+            # SESSION_EXPIRY_MINUTES.
+            ahead = timedelta(minutes=settings.session_expiry_minutes + 5)
+            jobs = ScheduledJobs(
+                settings,
+                dependencies.repository(),
+                dependencies.settlement(),
+                dependencies.cancellation(),
+                dependencies.ebarimt(),
+                clock=ShiftedClock(ahead),
+            )
+            before = backends.simulator.calls()
+            run = getattr(jobs, job)
+            summary = run(900.0)
+            after = backends.simulator.calls()
+            after.subtract(before)
+            qpay_calls = sum(number for key, number in after.items() if not key.startswith("/_sim"))
+            backends.simulator.clear_faults()
+            worked = sum(summary.outcomes.values())
+            rate = worked / summary.seconds if summary.seconds else 0.0
+            ideal = concurrency / (latency / 1000)
+            fraction = rate / ideal
+            rows.append(
+                Row(
+                    section="Scheduled jobs (main's thread pool)",
+                    name=f"{job} at {latency} ms QPay latency, {concurrency} threads",
+                    value=round(rate, 1),
+                    unit="sessions/s",
+                    reference=f"ideal {ideal:.0f}/s; {worked} sessions in {summary.seconds:.2f} s; "
+                    f"{qpay_calls} QPay calls",
+                    ratio=round(fraction, 2),
+                    goal=">= 0.7 of ideal",
+                    met=fraction >= 0.7,
+                    detail={"summary": summary.as_dict(), "qpay_calls": dict(+after)},
+                )
+            )
+            progress(f"jobs: {job} at {latency} ms")
+    return rows
+
+
+def first_invocation_events(backends: Backends) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Each function's first event for the cold-start probes (fresh sessions where it acts)."""
+    get_session = create()
+    reconcile_event = sample_event("reconcile")
+    return {
+        "CreatePaymentFunction": lambda: create_event({"amount": 15000}),
+        "GetPaymentFunction": lambda: get_event(get_session["session_id"]),
+        "ListPaymentsFunction": lambda: list_event(limit="20"),
+        "CancelPaymentFunction": lambda: cancel_event(create()["session_id"]),
+        "QPayWebhookFunction": lambda: paid_callback(backends)[1],
+        "AdminFunction": lambda: admin_event("GET", "/admin/payments"),
+        "OpenApiFunction": lambda: sample_event("openapi"),
+        "CheckoutFunction": lambda: checkout_event(get_session["session_id"]),
+        "ReconcileFunction": lambda: reconcile_event,
+        "ExpireFunction": lambda: sample_event("expire"),
+        "EbarimtFunction": lambda: sample_event("ebarimt"),
+    }
