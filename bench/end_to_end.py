@@ -100,10 +100,16 @@ def throughput(clients: int, payments_per_client: int, progress: Callable[[str],
     stack.start()
     try:
         headers = {"Authorization": f"Bearer {mint_token('bench-e2e', 120)}"}
-        # Warm-up: every function an execution environment (they start on first use).
-        warm = requests.Session()
-        for _ in range(2):
-            one_payment(stack, warm, headers)
+        # Warm-up: as many execution environments per function as there are clients (the local
+        # runtime starts them on first use, as Lambda does), each through one payment.
+        warm_up = [
+            threading.Thread(target=one_payment, args=(stack, requests.Session(), headers))
+            for _ in range(clients)
+        ]
+        for thread in warm_up:
+            thread.start()
+        for thread in warm_up:
+            thread.join()
         progress("end to end: stack ready and warm")
         latencies: list[float] = []
         failures: list[str] = []
