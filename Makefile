@@ -119,8 +119,11 @@ e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole
 contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
 	$(call run_suite,contract,tests/contract)
 
-bench: $(STAMPS)/venv ## Benchmarks: cold-start import cost of each handler
-	@$(PY) -m bench.cold_start
+# The table goes to stdout and, for comparing runs, to .bench/ as Markdown and JSON.
+BENCH_ARGS ?=
+bench: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Benchmarks (<= 10 min): cold starts, latency, calls, token cache, jobs, end to end
+	@mkdir -p .bench
+	@$(PY) -m bench --markdown .bench/latest.md --json .bench/latest.json $(BENCH_ARGS)
 
 build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv)
 	@PYENV_VERSION="$$(pyenv version-name 2>/dev/null | head -1):3.13.0" $(SAM) build
