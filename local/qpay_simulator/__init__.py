@@ -16,7 +16,8 @@ against it survives the real service and any merchant's QPay SDK can be tested a
   invoice states (`allow_partial`, `allow_exceed`, `enable_expiry`) are enforced on `/_sim/pay`.
 - Ebarimt 3.0 invoices use a second invoice code (`TEST_EB_INVOICE`); receipts answer with
   `barimt_status` REGISTERED or CANCELED; the legacy `/v2/ebarimt/create` adds the older names.
-- Every error is `{"error": CODE, "message": text}`, the majority form (`errors`). Codes are QPay's
+- Every error is `{"error": CODE, "message": text}`, the majority form (`errors`); a fault rule's
+  `error_form` sends a path's errors in one of the minority forms instead. Codes are QPay's
   documented ones where QPay has one (OBJECT_DATA_ERROR for malformed fields, INVALID_AMOUNT,
   MIN_AMOUNT_ERR, MAX_AMOUNT_ERR, INVOICE_LINE_REQUIRED, PAYMENT_ALREADY_CANCELED, ...). The
   simulator's own choices, where public sources show a refusal but no code:
@@ -31,8 +32,10 @@ The control API under `/_sim/` is the one of `shared/design/ARCHITECTURE.md` sec
 `/_sim/pay` also takes `payment_type` (P2P or CARD) and `callback_method` (GET or POST) and
 reports the callback's outcome; `POST /_sim/tokens/expire` revokes every access token (with
 `{"refresh_tokens": true}`, refresh tokens too); `GET|POST /_sim/config` reads or sets
-`ebarimt_registered`; `GET /_sim/health`. Fault rules apply to QPay paths only, and `/_sim/stats`
-counts QPay calls only, so driving the simulator does not disturb what it measures.
+`ebarimt_registered`; `GET /_sim/health`. Fault rules can also answer a verbatim `body` (e.g. `{}`
+from Ebarimt create), reword errors (`error_form`) and make Ebarimt create answer a receipt that is
+not registered (`barimt_status`): see `state.FaultRule`. Fault rules apply to QPay paths only, and
+`/_sim/stats` counts QPay calls only, so driving the simulator does not disturb what it measures.
 
 Start it with `make simulator` / `python -m local.qpay_simulator` or, in tests,
 `start_simulator(port=0)`. The README section "The QPay simulator on its own" is its user guide.

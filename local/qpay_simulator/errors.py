@@ -10,7 +10,9 @@ the majority of the sources below, is `{"error": CODE, "message": text}`:
 Minority forms: `{"message": CODE}` (seen for some endpoints), `{"error_code": ...}` (the
 qpay-sdk/qpay-docs pages) and `{"code": ...}` (the `ApiError` schema of the OpenAPI spec captured
 from the sandbox in Amraa1/qpay_client `specs/openapi.json`). Clients should read all four; the
-simulator sends the majority form only (`shared/qpay/QPAY_API.md`, "Errors").
+simulator sends the majority form (`shared/qpay/QPAY_API.md`, "Errors"), and a fault rule's
+`error_form` makes it send one of the others on chosen paths (`in_form`), so a client can be tested
+against each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,21 @@ class QPayError(Exception):
         super().__init__(f"{status} {body}")
         self.status = status
         self.body = body
+
+
+# Where each form puts the code: the majority form, the spec's `ApiError`, the qpay-docs pages, and
+# the code alone in `message` (its text is lost in that form).
+ERROR_FORMS = ("error", "code", "error_code", "message")
+
+
+def in_form(body: dict[str, Any], form: str) -> dict[str, Any]:
+    """An error body of the majority form `{"error": CODE, "message": text}` in another form."""
+    code = body.get("error")
+    if form == "error" or not isinstance(code, str):
+        return body
+    if form == "message":
+        return {"message": code}
+    return {form: code, "message": body.get("message", "")}
 
 
 def qpay_error(status: int, code: QPayErrorCode | str, message: str) -> QPayError:

@@ -106,7 +106,7 @@ class Receipt:
     city_tax_amount: Decimal
     qr_data: str
     lottery: str
-    receipt_id: str
+    receipt_id: str | None
     created_at: datetime
     status: str = "REGISTERED"
     status_at: datetime | None = None

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from local.qpay_simulator.bank_app_page import PageAsset, find_asset
 from local.qpay_simulator.callbacks import deliver_callback
-from local.qpay_simulator.errors import QPayError, qpay_error
+from local.qpay_simulator.errors import QPayError, in_form, qpay_error
 from local.qpay_simulator.state import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -46,6 +46,7 @@ class Call:
     raw_body: bytes
     headers: Message
     token_policy: TokenPolicy
+    barimt_status: str | None = None
 
     @property
     def id(self) -> str:
@@ -137,9 +138,19 @@ ROUTES = (
         lambda c: c.state.refund_card_payment(c.id, c.json()),
         needs_bearer=True,
     ),
-    Route("POST", "/v2/ebarimt_v3/create", lambda c: c.state.create_ebarimt(c.json()), needs_bearer=True),
+    Route(
+        "POST",
+        "/v2/ebarimt_v3/create",
+        lambda c: c.state.create_ebarimt(c.json(), c.barimt_status),
+        needs_bearer=True,
+    ),
     Route("DELETE", "/v2/ebarimt_v3/{id}", lambda c: c.state.cancel_ebarimt(c.id), needs_bearer=True),
-    Route("POST", "/v2/ebarimt/create", lambda c: c.state.create_legacy_ebarimt(c.json()), needs_bearer=True),
+    Route(
+        "POST",
+        "/v2/ebarimt/create",
+        lambda c: c.state.create_legacy_ebarimt(c.json(), c.barimt_status),
+        needs_bearer=True,
+    ),
     Route("GET", "/v2/ebarimt/{id}", lambda c: c.state.get_legacy_ebarimt(c.id), needs_bearer=True),
     Route("POST", "/_sim/pay", _simulate_payment),
     Route("POST", "/_sim/faults", lambda c: c.state.add_faults(c.json())),
@@ -219,19 +230,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raw_body = self._read_body()
         except QPayError as exc:
             self.close_connection = True
-            self._send_json(exc.status, exc.body)
+            self._answer(decision, exc.status, exc.body)
             return
         if decision.delay_s:
             time.sleep(decision.delay_s)
+        if decision.body is not None and decision.status is not None:
+            self._send_json(decision.status, decision.body)  # exactly as the rule gives it
+            return
         if decision.status is not None:
             code = decision.error or _status_code_name(decision.status)
-            self._send_json(decision.status, {"error": code, "message": "Injected by the QPay simulator"})
+            self._answer(
+                decision, decision.status, {"error": code, "message": "Injected by the QPay simulator"}
+            )
             return
         if route is None:
-            self._send_json(404, {"error": "NOT_FOUND", "message": f"No route for {self.command} {path}"})
+            self._answer(
+                decision, 404, {"error": "NOT_FOUND", "message": f"No route for {self.command} {path}"}
+            )
             return
 
-        call = Call(self.server.state, params, raw_body, self.headers, decision.token_policy)
+        call = Call(
+            self.server.state, params, raw_body, self.headers, decision.token_policy, decision.barimt_status
+        )
         try:
             if route.needs_bearer:
                 self.server.state.require_access_token(_authorization(self.headers, "bearer"))
@@ -241,6 +261,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("unhandled error in %s %s", self.command, route.template)
             status, payload = 500, {"error": "INTERNAL_SERVER_ERROR", "message": "Simulator error"}
+        self._answer(decision, status, payload)
+
+    def _answer(self, decision: FaultDecision, status: int, payload: Payload) -> None:
+        """Errors go out in the majority form unless a fault rule asks for another (`error_form`)."""
+        if status >= 400 and decision.error_form is not None:
+            payload = in_form(payload, decision.error_form)
         self._send_json(status, payload)
 
     def _read_body(self) -> bytes:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from local.qpay_simulator import shapes
-from local.qpay_simulator.errors import QPayError, control_error, object_data_error, qpay_error
+from local.qpay_simulator.errors import ERROR_FORMS, QPayError, control_error, object_data_error, qpay_error
 from local.qpay_simulator.invoice_form import (
     parse_moment,
     parse_tax_type,
@@ -53,7 +53,18 @@ RECEIVER_CODE_MAX = 45
 DESCRIPTION_MAX = 255
 CALLBACK_URL_MAX = 255
 
-_FAULT_RULE_FIELDS = {"path", "method", "status", "error", "delay_ms", "expires_in", "times"}
+_FAULT_RULE_FIELDS = {
+    "path",
+    "method",
+    "status",
+    "error",
+    "error_form",
+    "body",
+    "barimt_status",
+    "delay_ms",
+    "expires_in",
+    "times",
+}
 _PAYMENT_TYPES = ("P2P", "CARD")
 _RECEIVER_TYPES = ("CITIZEN", "COMPANY")
 _LIST_OBJECT_TYPES = ("INVOICE", "MERCHANT", "QR")
@@ -123,13 +134,29 @@ class TokenPolicy:
 
 @dataclass
 class FaultRule:
+    """One injected behaviour on matching QPay paths; each use spends one of `times`.
+
+    `status` (+ `error`) answers an error instead of the endpoint; `body` answers exactly that JSON
+    object (with `status`, default 200), e.g. `{}` from Ebarimt create; `error_form` sends every
+    error of the path, injected or real, in another of QPay's forms (`errors.in_form`);
+    `barimt_status` makes Ebarimt create answer its receipt with that status and no receipt id,
+    registering nothing; `delay_ms` and `expires_in` as before.
+    """
+
     path: str
     method: str | None = None
     status: int | None = None
     error: str | None = None
+    error_form: str | None = None
+    body: dict[str, Any] | None = None
+    barimt_status: str | None = None
     delay_ms: int = 0
     expires_in: str | int | None = None
     times: int | None = None
+
+    @property
+    def answers(self) -> bool:
+        return self.status is not None or self.body is not None
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.times <= 0:
@@ -167,6 +194,15 @@ class FaultRule:
         error = raw.get("error")
         if error is not None and not isinstance(error, str):
             raise _invalid("rule.error must be a string")
+        error_form = raw.get("error_form")
+        if error_form is not None and error_form not in ERROR_FORMS:
+            raise _invalid(f"rule.error_form must be one of {', '.join(ERROR_FORMS)}")
+        body = raw.get("body")
+        if body is not None and not isinstance(body, dict):
+            raise _invalid("rule.body must be a JSON object")
+        barimt_status = raw.get("barimt_status")
+        if barimt_status is not None and (not isinstance(barimt_status, str) or not barimt_status.strip()):
+            raise _invalid("rule.barimt_status must be a non-empty string")
         delay_ms = raw.get("delay_ms", 0)
         if isinstance(delay_ms, bool) or not isinstance(delay_ms, int | float) or delay_ms < 0:
             raise _invalid("rule.delay_ms must be a non-negative number")
@@ -176,13 +212,16 @@ class FaultRule:
         times = raw.get("times")
         if times is not None:
             times = _positive_int(times, "rule.times", _invalid)
-        if status is None and not delay_ms and expires_in is None:
-            raise _invalid("a rule needs status, delay_ms or expires_in")
+        if (status, body, error_form, barimt_status, expires_in) == (None,) * 5 and not delay_ms:
+            raise _invalid("a rule needs status, body, error_form, barimt_status, delay_ms or expires_in")
         return cls(
             path=path,
             method=method.upper() if method else None,
             status=status,
             error=error,
+            error_form=error_form,
+            body=body,
+            barimt_status=barimt_status.strip().upper() if barimt_status else None,
             delay_ms=int(delay_ms),
             expires_in=expires_in,
             times=times,
@@ -196,6 +235,9 @@ class FaultDecision:
     delay_s: float = 0.0
     status: int | None = None
     error: str | None = None
+    body: dict[str, Any] | None = None
+    error_form: str | None = None
+    barimt_status: str | None = None
     token_policy: TokenPolicy = field(default_factory=TokenPolicy)
 
 
@@ -243,20 +285,29 @@ class SimulatorState:
     def begin_request(self, call_key: str, method: str, path: str, issues_tokens: bool) -> FaultDecision:
         """Counts the call and applies the fault rules that match it (each use spends one of `times`)."""
         delay_ms = 0
-        status: int | None = None
-        error: str | None = None
+        answer: FaultRule | None = None
+        error_form: str | None = None
+        barimt_status: str | None = None
         policy: TokenPolicy | None = None
         with self._lock:
             self._calls[call_key] += 1
-            for rule in self._faults:
-                if not rule.matches(method, path):
-                    continue
-                applied = False
+            matching = [rule for rule in self._faults if rule.matches(method, path)]
+            answer = next((rule for rule in matching if rule.answers), None)
+            for rule in matching:
+                applied = rule is answer
                 if rule.delay_ms:
                     delay_ms += rule.delay_ms
                     applied = True
-                if rule.status is not None and status is None:
-                    status, error = rule.status, rule.error
+                # A verbatim body replaces the endpoint: nothing else shapes that answer.
+                if (
+                    rule.error_form is not None
+                    and error_form is None
+                    and (answer is None or answer.body is None)
+                ):
+                    error_form = rule.error_form
+                    applied = True
+                if rule.barimt_status is not None and barimt_status is None and answer is None:
+                    barimt_status = rule.barimt_status
                     applied = True
                 if rule.expires_in is not None and issues_tokens and policy is None:
                     policy = rule.token_policy()
@@ -264,7 +315,13 @@ class SimulatorState:
                 if applied and rule.times is not None:
                     rule.times -= 1
         return FaultDecision(
-            delay_s=delay_ms / 1000, status=status, error=error, token_policy=policy or TokenPolicy()
+            delay_s=delay_ms / 1000,
+            status=None if answer is None else (200 if answer.status is None else answer.status),
+            error=None if answer is None else answer.error,
+            body=None if answer is None or answer.body is None else dict(answer.body),
+            error_form=error_form,
+            barimt_status=barimt_status,
+            token_policy=policy or TokenPolicy(),
         )
 
     def add_faults(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -547,13 +604,13 @@ class SimulatorState:
 
     # Ebarimt 3.0
 
-    def create_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._register_receipt(body, shapes.receipt_v3)
+    def create_ebarimt(self, body: dict[str, Any], barimt_status: str | None = None) -> dict[str, Any]:
+        return self._register_receipt(body, shapes.receipt_v3, barimt_status)
 
-    def create_legacy_ebarimt(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_legacy_ebarimt(self, body: dict[str, Any], barimt_status: str | None = None) -> dict[str, Any]:
         """`POST /v2/ebarimt/create`, which the captured spec still lists and qpay-client calls."""
         _optional_text(body, "callback_url")
-        return self._register_receipt(body, shapes.receipt_legacy)
+        return self._register_receipt(body, shapes.receipt_legacy, barimt_status)
 
     def get_legacy_ebarimt(self, receipt_or_payment_id: str) -> dict[str, Any]:
         with self._lock:
@@ -566,9 +623,16 @@ class SimulatorState:
             return shapes.receipt_legacy(receipt, self.client_id)
 
     def _register_receipt(
-        self, body: dict[str, Any], render: Callable[[Receipt, str], dict[str, Any]]
+        self,
+        body: dict[str, Any],
+        render: Callable[[Receipt, str], dict[str, Any]],
+        barimt_status: str | None = None,
     ) -> dict[str, Any]:
-        """Registers (once per payment) and renders the receipt under the lock: a cancel may change it."""
+        """Registers (once per payment) and renders the receipt under the lock: a cancel may change it.
+
+        With a `barimt_status` other than REGISTERED (a fault rule's), the receipt is answered in
+        that status with no receipt id and nothing is registered, so a later call registers it.
+        """
         payment_id = body.get("payment_id")
         if isinstance(payment_id, int) and not isinstance(payment_id, bool):
             payment_id = str(payment_id)  # some SDKs send the numeric id as a number
@@ -595,6 +659,7 @@ class SimulatorState:
             if payment.status != "PAID":
                 raise qpay_error(400, QPayErrorCode.PAYMENT_NOT_PAID, f"Payment is {payment.status}")
             invoice = self._invoices[payment.invoice_id]
+            status = barimt_status or "REGISTERED"
             receipt = self._new_receipt(
                 payment,
                 invoice,
@@ -602,10 +667,12 @@ class SimulatorState:
                 receiver,
                 district_code or invoice.district_code or "",
                 classification_code,
+                status,
             )
-            self._receipts[payment_id] = receipt
+            if status == "REGISTERED":
+                self._receipts[payment_id] = receipt
             answer = render(receipt, self.client_id)
-        logger.info("ebarimt registered for payment %s", payment_id)
+        logger.info("ebarimt %s for payment %s", status.lower(), payment_id)
         return answer
 
     def _new_receipt(
@@ -616,6 +683,7 @@ class SimulatorState:
         receiver: str | None,
         district_code: str,
         classification_code: str | None,
+        status: str = "REGISTERED",
     ) -> Receipt:
         now = datetime.now(UTC)
         receipt_uuid = str(uuid.uuid4())
@@ -636,8 +704,10 @@ class SimulatorState:
             city_tax_amount=Decimal(0),
             qr_data=_digits(96),
             lottery="".join(secrets.choice(string.ascii_uppercase) for _ in range(2)) + " " + _digits(8),
-            receipt_id="0" + shapes.MERCHANT_TIN + _digits(21),
+            # The 33-digit id the tax authority gives a registered receipt; none before that.
+            receipt_id="0" + shapes.MERCHANT_TIN + _digits(21) if status == "REGISTERED" else None,
             created_at=now,
+            status=status,
         )
         receipt.items = self._receipt_items(receipt, invoice)
         receipt.histories = [self._receipt_history(receipt)]

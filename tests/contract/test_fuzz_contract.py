@@ -23,6 +23,8 @@ import schemathesis
 from schemathesis.core.failures import FailureGroup
 from schemathesis.openapi.checks import RejectedPositiveData
 
+from local.dev_token import mint_token
+from qpay_common.api import ADMIN_SCOPE
 from qpay_common.api_models import CROSS_FIELD_RULES
 from qpay_common.settings import MAX_PAYMENT_AMOUNT
 
@@ -41,7 +43,8 @@ _CASE_NUMBERS = itertools.count()
 def api_schema(stack):
     with pytest.MonkeyPatch.context() as patch:
         # Read once, while the config is loaded (schemathesis.toml interpolates it).
-        patch.setenv("QPAY_CONTRACT_TOKEN", stack.token("fuzzer"))
+        # An operator's token, so the /admin operations are fuzzed past their scope check too.
+        patch.setenv("QPAY_CONTRACT_TOKEN", mint_token("fuzzer", extra_claims={"scope": ADMIN_SCOPE}))
         config = schemathesis.Config.from_path(CONFIG)
     return schemathesis.openapi.from_url(f"{stack.api}/openapi.json", config=config, timeout=30)
 
@@ -160,9 +163,17 @@ def test_the_fuzzer_reached_every_operation_and_got_real_answers():
         "POST /webhooks/qpay",
         "GET /checkout/{session_id}",
         "GET /checkout/assets/{file}",
+        "GET /admin/payments",
+        "GET /admin/payments/{session_id}",
+        "POST /admin/payments/{session_id}/reconcile",
+        "POST /admin/payments/{session_id}/republish",
+        "POST /admin/payments/{session_id}/refund",
+        "GET /admin/summary",
     }
     assert ANSWERS["POST /payments"][201] > 0, ANSWERS["POST /payments"]
     assert ANSWERS["GET /payments"][200] > 0, ANSWERS["GET /payments"]
+    assert ANSWERS["GET /admin/payments"][200] > 0, ANSWERS["GET /admin/payments"]
+    assert ANSWERS["GET /admin/summary"][200] > 0, ANSWERS["GET /admin/summary"]
     for label, statuses in ANSWERS.items():
         assert not [status for status in statuses if status >= 500], (label, statuses)
     # The allowance stays an exception, not the rule.

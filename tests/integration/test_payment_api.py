@@ -56,6 +56,45 @@ class TestStatus:
         assert len(aws.orders()) == 1
         assert len(aws.events()) == 1
 
+    def test_a_check_with_null_paid_amount_and_an_attempt_without_amount_confirms_the_paid_row(
+        self, aws, sim
+    ):
+        # Given a paid invoice, and QPay answering its check with paid_amount null (as an SDK built
+        # from sandbox answers types it) and a FAILED attempt row without an amount beside the PAID row
+        created = create()
+        paid = sim.pay(created["invoice_id"])
+        answer = {
+            "count": 2,
+            "paid_amount": None,
+            "rows": [
+                {"payment_id": "attempt-1", "payment_status": "FAILED", "payment_amount": None},
+                {"payment_id": paid["payment_id"], "payment_status": "PAID", "payment_amount": "15000.00"},
+            ],
+        }
+        sim.faults({"path": "/v2/payment/check", "body": answer, "times": 1})
+
+        # When the shopper's app reads the status
+        status, view = read(created["session_id"])
+
+        # Then the payment is confirmed at once, not a 502 until QPay sends a number
+        assert (status, view["status"], view["paid_amount"]) == (200, "PROCESSED", 15000)
+        assert len(aws.orders()) == 1
+
+    def test_a_check_whose_paid_row_has_no_amount_is_believed_neither_as_paid_nor_as_short(self, aws, sim):
+        # Given a check whose PAID row does not say how much arrived
+        created = create()
+        paid = sim.pay(created["invoice_id"])
+        answer = {"count": 1, "rows": [{"payment_id": paid["payment_id"], "payment_status": "PAID"}]}
+        sim.faults({"path": "/v2/payment/check", "body": answer, "times": 1})
+
+        status, view = read(created["session_id"])
+
+        # Then the read answers, the session stays PENDING (not PROCESSED, not FAILED as underpaid)
+        # and no order is written; a later check with a real answer decides
+        assert (status, view["status"], view["paid_amount"]) == (200, "PENDING", 0)
+        assert aws.orders() == []
+        assert sim.calls("POST /v2/payment/check") == 1
+
     def test_polling_every_moment_asks_qpay_at_most_once_per_interval(self, aws, sim):
         created = create()
 
@@ -218,6 +257,21 @@ class TestCancel:
 
         assert status == 409
         assert body["error"]["code"] == "ALREADY_PAID"
+        assert read(created["session_id"])[1]["status"] == "PROCESSED"
+        assert len(aws.orders()) == 1
+
+    @pytest.mark.parametrize("error_form", ["error", "code", "error_code", "message"])
+    def test_invoice_paid_in_every_error_form_settles_the_cancel(self, aws, sim, error_form):
+        # Given a paid invoice (callback lost) whose cancel refusal QPay words in one of its forms
+        created = create()
+        sim.pay(created["invoice_id"])
+        sim.faults({"path": "/v2/invoice/*", "method": "DELETE", "error_form": error_form})
+
+        # When the shopper cancels
+        status, body = cancel(created["session_id"])
+
+        # Then INVOICE_PAID is read from that form: the money is settled, not voided
+        assert (status, body["error"]["code"]) == (409, "ALREADY_PAID")
         assert read(created["session_id"])[1]["status"] == "PROCESSED"
         assert len(aws.orders()) == 1
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from local.qpay_simulator import SimulatorHandle, start_simulator
-from qpay_common.errors import QPayRejected
+from qpay_common.errors import QPayNoReceipt, QPayRejected
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.qpay_models import InvoiceRequest
 
@@ -197,3 +197,82 @@ def test_cancel_refusals_carry_the_codes_the_payments_service_acts_on(
         client.cancel_invoice(invoice_id)
 
     assert refused.value.code == code
+
+
+def _faults(simulator: SimulatorHandle, *rules: dict[str, Any]) -> None:
+    requests.post(
+        f"{simulator.base_url}/_sim/faults", json={"rules": list(rules)}, timeout=10
+    ).raise_for_status()
+
+
+@pytest.mark.parametrize("form", ["error", "code", "error_code", "message"])
+def test_a_refusal_is_read_in_each_of_qpays_error_forms(
+    client: QPayClient, pay: Any, simulator: SimulatorHandle, form: str
+) -> None:
+    """Given a paid invoice and QPay wording errors in one form, when it is cancelled, the code is read."""
+    invoice_id = _invoice(client, f"own-form-{form}")
+    pay(invoice_id)
+    _faults(simulator, {"path": "/v2/invoice/*", "method": "DELETE", "error_form": form})
+
+    with pytest.raises(QPayRejected) as refused:
+        client.cancel_invoice(invoice_id)
+
+    assert (refused.value.status, refused.value.code) == (400, "INVOICE_PAID")
+
+
+@pytest.mark.parametrize(
+    ("rule", "code"),
+    [
+        ({"body": {}}, "BARIMT_STATUS_MISSING"),
+        ({"barimt_status": "CREATED"}, "BARIMT_STATUS_CREATED"),
+        ({"body": {"error": "EBARIMT_NOT_REGISTERED", "message": "Not enabled"}}, "EBARIMT_NOT_REGISTERED"),
+    ],
+    ids=["empty 200", "another status", "QPay code in a 200"],
+)
+def test_an_ebarimt_200_that_is_no_receipt_raises_with_the_reason(
+    client: QPayClient, pay: Any, simulator: SimulatorHandle, rule: dict[str, Any], code: str
+) -> None:
+    payment_id = pay(_invoice(client, f"own-eb-{code}"))
+    _faults(simulator, {"path": "/v2/ebarimt_v3/create", "times": 1, **rule})
+    request = {"payment_id": payment_id, "ebarimt_receiver_type": "CITIZEN", "district_code": "3505"}
+
+    with pytest.raises(QPayNoReceipt) as refused:
+        client.create_ebarimt(request)
+    registered = client.create_ebarimt(request)
+
+    assert refused.value.code == code
+    assert (registered.barimt_status, len(registered.ebarimt_receipt_id or "")) == ("REGISTERED", 33)
+
+
+def test_invoice_and_payment_details_keep_their_money_fields_in_every_state(
+    client: QPayClient, pay: Any
+) -> None:
+    # Given an open invoice, a paid one and a cancelled one
+    open_id = _invoice(client, "own-get-open", amount=12000)
+    paid_id = _invoice(client, "own-get-paid")
+    payment_id = pay(paid_id)
+    cancelled_id = _invoice(client, "own-get-cancelled")
+    client.cancel_invoice(cancelled_id)
+
+    # When our client reads each invoice and the payment
+    open_invoice = client.get_invoice(open_id)
+    paid_invoice = client.get_invoice(paid_id)
+    cancelled = client.get_invoice(cancelled_id)
+    payment = client.get_payment(payment_id)
+
+    # Then the totals are whole MNT from QPay's strings, and the payment points at its invoice
+    assert (open_invoice.invoice_status, open_invoice.total_amount, open_invoice.payments) == (
+        "OPEN",
+        12000,
+        [],
+    )
+    assert (open_invoice.minimum_amount, open_invoice.maximum_amount) == (None, None)
+    assert (paid_invoice.invoice_status, paid_invoice.total_amount) == ("CLOSED", 15000)
+    assert [(p.payment_id, p.payment_amount) for p in paid_invoice.payments] == [(payment_id, 15000)]
+    assert cancelled.invoice_status == "CANCELLED"
+    assert (payment.payment_id, payment.is_paid, payment.payment_amount, payment.object_id) == (
+        payment_id,
+        True,
+        15000,
+        paid_id,
+    )

@@ -708,6 +708,86 @@ def test_a_delay_fault_slows_the_matching_call_once_and_blocks_nobody_else(merch
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ("error", {"error": "INVOICE_PAID", "message": "Invoice is paid and cannot be cancelled"}),
+        ("code", {"code": "INVOICE_PAID", "message": "Invoice is paid and cannot be cancelled"}),
+        ("error_code", {"error_code": "INVOICE_PAID", "message": "Invoice is paid and cannot be cancelled"}),
+        ("message", {"message": "INVOICE_PAID"}),
+    ],
+)
+def test_an_error_form_rule_sends_a_real_refusal_in_that_form_on_that_path_only(
+    merchant: Merchant, form: str, expected: dict[str, Any]
+) -> None:
+    """Given a paid invoice and an error_form rule on invoice DELETE, then its refusal is in that form."""
+    paid_id = merchant.create_invoice()["invoice_id"]
+    merchant.pay(paid_id)
+    merchant.add_faults({"path": "/v2/invoice/*", "method": "DELETE", "error_form": form})
+
+    refused = merchant.qpay("DELETE", f"/invoice/{paid_id}")
+    other_path = merchant.qpay("GET", "/invoice/unknown-id")
+
+    assert (refused.status_code, refused.json()) == (400, expected)
+    assert other_path.json() == {"error": "INVOICE_NOTFOUND", "message": "Invoice not found"}
+    assert merchant.qpay("GET", f"/invoice/{paid_id}").json()["invoice_status"] == "CLOSED"
+
+
+def test_an_error_form_rule_shapes_injected_errors_and_spends_its_times(merchant: Merchant) -> None:
+    """Given an injected 503 and a one-time `code` form, then the first error is in `code`, the next not."""
+    merchant.add_faults(
+        {"path": "/v2/payment/check", "status": 503},
+        {"path": "/v2/payment/check", "error_form": "code", "times": 1},
+    )
+    body = {"object_type": "INVOICE", "object_id": "any"}
+
+    first = merchant.qpay("POST", "/payment/check", body)
+    second = merchant.qpay("POST", "/payment/check", body)
+
+    assert (first.status_code, first.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert "error" not in first.json()
+    assert (second.status_code, second.json()["error"]) == (503, "SERVICE_UNAVAILABLE")
+
+
+def test_a_body_rule_answers_exactly_that_json_with_200_unless_told(merchant: Merchant) -> None:
+    """Given `{}` for the next Ebarimt create and a recorded check for payment/check, then those come back."""
+    payment_id = merchant.pay(merchant.create_invoice()["invoice_id"])["payment_id"]
+    recorded = {"count": 0, "paid_amount": None, "rows": []}
+    merchant.add_faults(
+        {"path": "/v2/ebarimt_v3/create", "body": {}, "times": 1},
+        {"path": "/v2/payment/check", "body": recorded, "status": 200, "times": 1},
+        {"path": "/v2/invoice/*", "method": "GET", "status": 418, "body": {"note": "verbatim"}, "times": 1},
+    )
+
+    empty = merchant.qpay("POST", "/ebarimt_v3/create", ebarimt_body(payment_id))
+    check = merchant.qpay("POST", "/payment/check", {"object_type": "INVOICE", "object_id": "x"})
+    teapot = merchant.qpay("GET", "/invoice/any")
+    after = merchant.qpay("POST", "/ebarimt_v3/create", ebarimt_body(payment_id))
+
+    assert (empty.status_code, empty.json()) == (200, {})
+    assert (check.status_code, check.json()) == (200, recorded)
+    assert (teapot.status_code, teapot.json()) == (418, {"note": "verbatim"})
+    assert after.json()["barimt_status"] == "REGISTERED"
+
+
+def test_a_barimt_status_rule_answers_a_receipt_in_that_status_and_registers_nothing(
+    merchant: Merchant,
+) -> None:
+    """Given `barimt_status` CREATED once, then the receipt is CREATED with no receipt id, then REGISTERED."""
+    payment_id = merchant.pay(merchant.create_invoice()["invoice_id"])["payment_id"]
+    merchant.add_faults({"path": "/v2/ebarimt_v3/create", "barimt_status": "created", "times": 1})
+
+    created = merchant.qpay("POST", "/ebarimt_v3/create", ebarimt_body(payment_id)).json()
+    registered = merchant.qpay("POST", "/ebarimt_v3/create", ebarimt_body(payment_id)).json()
+
+    assert (created["barimt_status"], created["ebarimt_receipt_id"]) == ("CREATED", None)
+    assert created["g_payment_id"] == payment_id
+    assert created["barimt_histories"][-1]["barimt_status"] == "CREATED"
+    assert registered["barimt_status"] == "REGISTERED"
+    assert len(registered["ebarimt_receipt_id"]) == 33
+    assert registered["id"] != created["id"]
+
+
 def test_faults_are_listed_and_cleared(merchant: Merchant) -> None:
     """Given a rule, when rules are listed and then cleared, then it shows once and then is gone."""
     merchant.add_faults({"path": "/v2/payment/check", "status": 500, "times": 2})
@@ -729,6 +809,9 @@ def test_faults_are_listed_and_cleared(merchant: Merchant) -> None:
         {"path": "/v2/invoice"},
         {"path": "/v2/invoice", "status": "503"},
         {"path": "/x", "delay": 1},
+        {"path": "/x", "error_form": "errors"},
+        {"path": "/x", "body": []},
+        {"path": "/x", "barimt_status": ""},
     ],
 )
 def test_malformed_fault_rules_are_refused(merchant: Merchant, rule: dict[str, Any]) -> None:

@@ -239,6 +239,25 @@ class TestExpire:
         assert status_of(aws, created["session_id"]) == "PROCESSED"
         assert len(aws.orders(created["session_id"])) == 1
 
+    @pytest.mark.parametrize("error_form", ["error", "code", "error_code", "message"])
+    def test_invoice_paid_in_every_error_form_is_settled_not_left_expired(
+        self, empty_tables, sim, error_form
+    ):
+        # Given a paid invoice whose cancel refusal QPay words in one of its four error forms
+        aws = empty_tables
+        created = create_payment()
+        sim.pay(created["invoice_id"])
+        sim.faults({"path": "/v2/invoice/*", "method": "DELETE", "error_form": error_form})
+        set_attributes(aws, created["session_id"], created_at=iso(datetime.now(UTC) - timedelta(hours=1)))
+
+        # When the expire job runs
+        run_job("expire")
+
+        # Then INVOICE_PAID was read from that form and the money settled into one order
+        assert status_of(aws, created["session_id"]) == "PROCESSED"
+        assert len(aws.orders(created["session_id"])) == 1
+        assert sim.calls("DELETE /v2/invoice/{id}") == 1
+
     def test_expire_twice_at_once_expires_once(self, empty_tables, sim):
         aws = empty_tables
         created = [create_payment(amount=100 + n) for n in range(10)]
@@ -316,6 +335,69 @@ class TestEbarimt:
         assert stored["ebarimt_status"]["S"] == "ERROR"
         assert stored["ebarimt_last_error"]["S"] == "EBARIMT_NOT_REGISTERED"
         assert stored["status"]["S"] == "PROCESSED"  # the order stands
+
+    @pytest.mark.parametrize(
+        ("rule", "reason"),
+        [
+            ({"body": {}}, "BARIMT_STATUS_MISSING"),
+            ({"barimt_status": "CREATED"}, "BARIMT_STATUS_CREATED"),
+            (
+                {"body": {"id": "r-1", "barimt_status": "REGISTERED", "status": True}},
+                "EBARIMT_RECEIPT_ID_MISSING",
+            ),
+        ],
+        ids=["empty 200", "another status", "no receipt id"],
+    )
+    def test_a_200_that_is_no_receipt_is_an_error_retried_by_the_backoff(self, ebarimt_on, sim, rule, reason):
+        # Given QPay answers the first Ebarimt create with a 200 that is not a registered receipt
+        aws = ebarimt_on
+        created = processed_session(sim)
+        sim.faults({"path": "/v2/ebarimt_v3/create", "times": 1, **rule})
+
+        # When the job runs, and again once the backoff has elapsed
+        first = run_job("ebarimt")
+        stored = aws.session(created["session_id"])
+        view = ebarimt_view(created["session_id"])
+        not_yet = run_job("ebarimt")
+        set_attributes(aws, created["session_id"], ebarimt_next_at=int(time.time()) - 1)
+        second = run_job("ebarimt")
+
+        # Then the first answer is recorded as ERROR with the reason, nothing claims a receipt,
+        # the retry waits for its backoff, and the next attempt registers the real receipt
+        assert first["outcomes"] == {"retry_later": 1}
+        assert (view["status"], view["receipt_id"]) == ("ERROR", None)
+        assert stored["ebarimt_last_error"]["S"] == reason
+        assert int(stored["ebarimt_next_at"]["N"]) > time.time()
+        assert not_yet["due"] == 0
+        assert second["outcomes"] == {"registered": 1}
+        receipt = ebarimt_view(created["session_id"])
+        assert (receipt["status"], len(receipt["receipt_id"])) == ("REGISTERED", 33)
+        assert "ebarimt_last_error" not in aws.session(created["session_id"])
+        assert sim.calls("POST /v2/ebarimt_v3/create") == 2
+
+    def test_a_200_carrying_a_permanent_code_gives_up_at_once(self, ebarimt_on, sim):
+        aws = ebarimt_on
+        created = processed_session(sim)
+        refusal = {
+            "status": False,
+            "error": "EBARIMT_NOT_REGISTERED",
+            "message": "Merchant is not registered",
+        }
+        sim.faults({"path": "/v2/ebarimt_v3/create", "body": refusal})
+
+        first = run_job("ebarimt")
+        set_attributes(aws, created["session_id"], ebarimt_next_at=int(time.time()) - 1)
+        second = run_job("ebarimt")
+
+        assert first["outcomes"] == {"gave_up": 1}
+        assert second["due"] == 0
+        stored = aws.session(created["session_id"])
+        assert (stored["ebarimt_status"]["S"], stored["ebarimt_last_error"]["S"]) == (
+            "ERROR",
+            "EBARIMT_NOT_REGISTERED",
+        )
+        assert "ebarimt_receipt_id" not in stored
+        assert sim.calls("POST /v2/ebarimt_v3/create") == 1
 
     def test_disabled_is_skipped_without_calling_qpay(self, empty_tables, sim):
         created = processed_session(sim)

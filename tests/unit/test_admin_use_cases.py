@@ -373,3 +373,24 @@ class TestReports:
         assert dict(summary.ebarimt) == {"SKIPPED": 2}
         assert summary.complete
         assert world.reports.summary("ops-1", created_from=world.clock.now()).sessions == 0
+
+    def test_the_summary_window_may_reach_the_calendars_ends(self, world):
+        from datetime import UTC, datetime, timedelta
+
+        from pydantic import TypeAdapter
+
+        from qpay_common.admin_models import EndMoment, StartMoment
+
+        world.create(900)
+        # Years before 1000 sort before 2026 only when padded ("0485-..."), as the index compares text
+        ancient = TypeAdapter(StartMoment).validate_python("0485-08-24T05:41:51-00:39")
+        far = TypeAdapter(EndMoment).validate_python("9999-12-31T23:00:00-05:00")  # past the end in UTC
+
+        summary = world.reports.summary("ops-1", created_from=ancient, created_to=far)
+
+        assert summary.sessions == 1
+        assert summary.created_from.startswith("0485-08-24T06:20:51")
+        assert summary.created_to.startswith("9999-12-31T23:59:59")
+        # A `to` in the calendar's first day: the default 24 hours cannot reach before it
+        first_day = datetime.min.replace(tzinfo=UTC) + timedelta(hours=1)
+        assert world.reports.summary("ops-1", created_to=first_day).sessions == 0

@@ -3,7 +3,13 @@
 import pytest
 import requests
 
-from qpay_common.errors import QPayAuthError, QPayRejected, QPayTransportError
+from qpay_common.errors import (
+    QPayAuthError,
+    QPayNoReceipt,
+    QPayRejected,
+    QPayTransportError,
+    QPayUnexpectedAnswer,
+)
 from qpay_common.qpay_client import QPayClient, QPayTransport
 from qpay_common.qpay_models import InvoiceRequest
 
@@ -138,10 +144,10 @@ def test_a_401_invalidates_the_cached_token_and_retries_once_with_a_new_one():
     assert [call[2]["headers"]["Authorization"] for call in session.calls] == ["Bearer old", "Bearer new"]
 
 
-def test_a_malformed_success_body_is_a_transport_error_not_a_crash():
+def test_a_malformed_success_body_is_a_typed_error_naming_the_field_not_a_crash():
     session = ScriptedSession(FakeResponse(200, {"unexpected": True}))
     client = QPayClient(transport(session), FakeTokens())
-    with pytest.raises(QPayTransportError, match="unexpected shape"):
+    with pytest.raises(QPayUnexpectedAnswer, match=r"cannot be read \(invoice_id\)"):
         client.create_invoice(
             InvoiceRequest(
                 invoice_code="C",
@@ -151,3 +157,93 @@ def test_a_malformed_success_body_is_a_transport_error_not_a_crash():
                 callback_url="https://x",
             )
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "INVOICE_PAID", "message": "Invoice is paid"},
+        {"code": "INVOICE_PAID", "message": "Invoice is paid"},
+        {"error_code": "INVOICE_PAID", "message": "Invoice is paid"},
+        {"message": "INVOICE_PAID"},
+    ],
+    ids=["error", "code", "error_code", "message"],
+)
+def test_a_refusal_carries_qpays_code_in_every_error_form(body):
+    session = ScriptedSession(FakeResponse(400, body))
+
+    with pytest.raises(QPayRejected) as refused:
+        QPayClient(transport(session), FakeTokens()).cancel_invoice("inv-1")
+
+    assert refused.value.code == "INVOICE_PAID"
+
+
+def _ebarimt_answer(body):
+    client = QPayClient(transport(ScriptedSession(FakeResponse(200, body))), FakeTokens())
+    return client.create_ebarimt({"payment_id": "p1", "ebarimt_receiver_type": "CITIZEN"})
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "BARIMT_STATUS_MISSING"),
+        ({"id": "r1", "barimt_status": "CREATED", "ebarimt_lottery": "AB12345678"}, "BARIMT_STATUS_CREATED"),
+        (
+            {"id": "r1", "barimt_status": "REGISTERED", "ebarimt_receipt_id": None},
+            "EBARIMT_RECEIPT_ID_MISSING",
+        ),
+        (
+            {"status": False, "error": "EBARIMT_NOT_REGISTERED", "message": "Not enabled"},
+            "EBARIMT_NOT_REGISTERED",
+        ),
+    ],
+    ids=["empty body", "another status", "no receipt id", "QPay code in a 200"],
+)
+def test_an_ebarimt_200_without_a_registered_receipt_is_a_typed_refusal(body, code):
+    with pytest.raises(QPayNoReceipt) as refused:
+        _ebarimt_answer(body)
+
+    assert refused.value.code == code
+    assert isinstance(refused.value, QPayRejected)  # the Ebarimt job's failure path records and retries it
+
+
+def test_a_registered_ebarimt_answer_is_the_receipt():
+    receipt = _ebarimt_answer({"id": "r1", "barimt_status": "REGISTERED", "ebarimt_receipt_id": "0" * 33})
+
+    assert (receipt.ebarimt_receipt_id, receipt.barimt_status) == ("0" * 33, "REGISTERED")
+
+
+def _check(body):
+    client = QPayClient(transport(ScriptedSession(FakeResponse(200, body))), FakeTokens())
+    return client.check_payment("inv-1")
+
+
+def test_a_payment_check_with_null_paid_amount_is_read_not_a_transport_error():
+    check = _check(
+        {
+            "count": 2,
+            "paid_amount": None,
+            "rows": [
+                {"payment_id": "a1", "payment_status": "FAILED", "payment_amount": None},
+                {"payment_id": "p1", "payment_status": "PAID", "payment_amount": "15000.00"},
+            ],
+        }
+    )
+
+    assert (check.total_paid, [row.payment_id for row in check.paid_rows]) == (15000, ["p1"])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"count": 1, "rows": [{"payment_id": "p1", "payment_status": "PAID", "payment_amount": None}]},
+            "rows.0",
+        ),
+        ({"count": 1, "paid_amount": 15000}, "rows"),
+    ],
+    ids=["PAID row without amount", "no rows"],
+)
+def test_a_meaningless_payment_check_is_a_typed_error_naming_the_field(body, field):
+    with pytest.raises(QPayUnexpectedAnswer, match=rf"payment check that cannot be read \({field}\)"):
+        _check(body)

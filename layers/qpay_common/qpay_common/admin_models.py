@@ -23,7 +23,13 @@ def _moment(value: Any, *, end_of_day: bool) -> Any:
             ) from None
         if len(text) == 10 and end_of_day:
             moment = datetime.combine(moment.date(), time.max)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if not moment.tzinfo:
+            return moment.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            # Past the calendar's end in UTC (9999-12-31T23:00-05:00): as far as a bound can go.
+            return datetime.min.replace(tzinfo=UTC) if moment.year == 1 else datetime.max.replace(tzinfo=UTC)
     return value
 
 

@@ -3,7 +3,7 @@ paged) and the summary of a time window, both read from indexes, never a Scan.""
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, PaymentStatus, iso
@@ -98,7 +98,10 @@ class AdminReports:
     ) -> Summary:
         """Counts and sums of the sessions created in the window (default: the last 24 hours)."""
         created_to = created_to or self._clock.now()
-        created_from = created_from or created_to - DEFAULT_SUMMARY_WINDOW
+        if created_from is None:
+            # A `to` within a day of the calendar's start starts the window there.
+            earliest = datetime.min.replace(tzinfo=UTC)
+            created_from = max(earliest, created_to - min(DEFAULT_SUMMARY_WINDOW, created_to - earliest))
         bounds = _window(created_from, created_to)
         summary = Summary(created_from=bounds[0] or "", created_to=bounds[1] or "")
         query = SessionFilter(None, None, *bounds)

@@ -47,7 +47,9 @@ CURRENCY = "MNT"
 
 def iso(moment: datetime) -> str:
     """Millisecond ISO-8601 in UTC with a Z: sorts as text, which the by_user index relies on."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC)
+    # The year padded to four digits by hand: strftime's %Y gives "485" for 485, which sorts after "2026".
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 # 35 characters: fits QPay's 45-character sender_invoice_no, unguessable.

@@ -114,7 +114,19 @@ class QPayAuthError(QPayError):
 
 
 class QPayRejected(QPayError):
-    """A 4xx with a QPay error code (INVOICE_PAID, PAYMENT_NOTFOUND, ...): retrying won't help."""
+    """A 4xx with a QPay error code (INVOICE_PAID, PAYMENT_NOTFOUND, ...): retrying the same call
+    at once won't help."""
+
+
+class QPayNoReceipt(QPayRejected):
+    """Ebarimt create answered 2xx without a registered receipt (`{}`, a `barimt_status` other
+    than REGISTERED, no receipt id). `code` is QPay's error code if the body carries one, else our
+    reason (BARIMT_STATUS_MISSING, BARIMT_STATUS_<status>, EBARIMT_RECEIPT_ID_MISSING)."""
+
+
+class QPayUnexpectedAnswer(QPayError):
+    """A 2xx whose body cannot mean what the call asks (no invoice id, a PAID payment without its
+    amount, a payment check without rows): nothing of it is believed; a later call may do better."""
 
 
 class QPayTransportError(QPayError):

@@ -15,7 +15,14 @@ from typing import Any, Literal, Protocol, TypeVar
 import requests
 from pydantic import BaseModel, ValidationError
 
-from qpay_common.errors import QPayAuthError, QPayError, QPayRejected, QPayTransportError
+from qpay_common.errors import (
+    QPayAuthError,
+    QPayError,
+    QPayNoReceipt,
+    QPayRejected,
+    QPayTransportError,
+    QPayUnexpectedAnswer,
+)
 from qpay_common.observability import logger
 from qpay_common.qpay_models import (
     EbarimtReceipt,
@@ -41,9 +48,12 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 def _parse(model: type[ModelT], body: Any, what: str) -> ModelT:
     try:
         return model.model_validate(body)
-    except ValidationError:
-        # Field names only: QPay bodies can carry tokens and personal data.
-        raise QPayTransportError(f"QPay answered {what} in an unexpected shape") from None
+    except ValidationError as exc:
+        # Field paths only, never values: QPay bodies can carry tokens and personal data.
+        fields = sorted({".".join(str(part) for part in error["loc"]) or "body" for error in exc.errors()})
+        raise QPayUnexpectedAnswer(
+            f"QPay answered {what} that cannot be read ({', '.join(fields)})"
+        ) from None
 
 
 class TokenSource(Protocol):
@@ -225,7 +235,16 @@ class QPayClient:
         # One attempt per call: the Ebarimt job retries across runs with its own backoff and
         # records each failure, so an in-call retry would only hide them.
         body = self._call("POST", "/ebarimt_v3/create", idempotent=False, json_body=payload)
-        return _parse(EbarimtReceipt, body, "an ebarimt receipt")
+        receipt = _parse(EbarimtReceipt, body, "an ebarimt receipt")
+        reason = receipt.not_registered_reason()
+        if reason is not None:
+            # A 200 is not a receipt. A QPay code in the body (EBARIMT_NOT_REGISTERED, ...) is the
+            # better reason: it says whether trying again can help.
+            code = error_code_of(body) or reason
+            raise QPayNoReceipt(
+                f"QPay POST /ebarimt_v3/create answered without a registered receipt: {code}", code=code
+            )
+        return receipt
 
     # The rest of the merchant API (operators' tools and merchants' own apps).
 

@@ -1,12 +1,15 @@
 """QPay's request and response shapes, read tolerantly (see shared/qpay/QPAY_API.md).
 
 Rule from the API notes: accept every observed form when reading, send the majority form when
-writing. Amounts arrive as numbers or strings like "50000.00"; row field names vary; the short URL
-is camelCase; error codes sit in `error`, `message` or `error_code`.
+writing. Amounts arrive as numbers, strings like "50000.00" or null where there is none; ids as
+strings or numbers; row field names vary and extra fields come and go; the short URL is camelCase;
+error codes sit in `error`, `code`, `error_code` or `message`. A model refuses only what makes an
+answer meaningless (no invoice id, a PAID payment without its amount, a check without rows); the
+client turns that into a typed error instead of believing half an answer.
 """
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -28,17 +31,43 @@ def parse_amount(value: Any) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_DOWN))
 
 
-Amount = Annotated[int, BeforeValidator(parse_amount)]
-
-
 def _amount_or_none(value: Any) -> int | None:
-    """No amount (null, or an empty string) where QPay has none to give."""
+    """No amount (null, or an empty string) where QPay has none to give: attempt rows, unpaid checks."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return parse_amount(value)
 
 
+def _identifier(value: Any) -> Any:
+    """Ids are strings, and from some endpoints JSON numbers (15-digit P2P payment ids)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _identifier_or_none(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _identifier(value)
+
+
+def _empty_text_if_null(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _empty_if_null(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _zero_if_null(value: Any) -> Any:
+    return 0 if value is None else value
+
+
+Amount = Annotated[int, BeforeValidator(parse_amount)]
 OptionalAmount = Annotated[int | None, BeforeValidator(_amount_or_none)]
+Identifier = Annotated[str, BeforeValidator(_identifier), Field(min_length=1)]
+OptionalIdentifier = Annotated[str | None, BeforeValidator(_identifier_or_none)]
+Text = Annotated[str, BeforeValidator(_empty_text_if_null)]
 
 
 def expiry_epoch(expires_in: float, now: float) -> float:
@@ -71,20 +100,33 @@ class TokenGrant(_QPayModel):
 
 
 class Deeplink(_QPayModel):
-    name: str = ""
-    description: str = ""
-    logo: str = ""
-    link: str
+    name: Text = ""
+    description: Text = ""
+    logo: Text = ""
+    link: str = Field(min_length=1)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _usable_deeplinks(value: Any) -> list[Any]:
+    """A bank entry without a link cannot be tapped: it is dropped, never a reason to lose the invoice."""
+    if not isinstance(value, list):
+        return []
+    return [entry for entry in value if isinstance(entry, dict) and _is_text(entry.get("link"))]
 
 
 class Invoice(_QPayModel):
-    invoice_id: str = Field(min_length=1)
-    qr_text: str = ""
-    qr_image: str = ""
+    """POST /invoice. The invoice exists at QPay once it answers: only its id is indispensable."""
+
+    invoice_id: Identifier
+    qr_text: Text = ""
+    qr_image: Text = ""
     short_url: str | None = Field(
         default=None, validation_alias=AliasChoices("qPay_shortUrl", "qpay_short_url", "short_url")
     )
-    urls: list[Deeplink] = Field(default_factory=list)
+    urls: Annotated[list[Deeplink], BeforeValidator(_usable_deeplinks)] = Field(default_factory=list)
 
 
 class InvoiceRequest(_QPayModel):
@@ -102,15 +144,24 @@ PAID = "PAID"
 
 
 class PaymentRow(_QPayModel):
-    payment_id: str = Field(min_length=1)
-    payment_status: str
-    payment_amount: Amount
-    payment_currency: str = "MNT"
+    """One payment of an invoice (payment/check rows, the invoice's payments). Attempt rows (NEW,
+    FAILED) may carry no amount; a PAID row is money in, and meaningless without its amount."""
+
+    payment_id: Identifier
+    payment_status: str = Field(min_length=1)
+    payment_amount: OptionalAmount = None
+    payment_currency: str | None = None
     payment_date: str | None = None
 
     @property
     def is_paid(self) -> bool:
         return self.payment_status.upper() == PAID
+
+    @model_validator(mode="after")
+    def _money_in_states_its_amount(self) -> Self:
+        if self.is_paid and self.payment_amount is None:
+            raise ValueError("a PAID payment must state its payment_amount")
+        return self
 
 
 # Payment statuses that mean the money went back to the payer: REFUND as well as REFUNDED is seen,
@@ -131,7 +182,7 @@ class PaymentDetails(PaymentRow):
         default=None, validation_alias=AliasChoices("payment_wallet", "payemnt_wallet")
     )
     object_type: str | None = None
-    object_id: str | None = None
+    object_id: OptionalIdentifier = None
 
     @property
     def is_card(self) -> bool:
@@ -143,9 +194,13 @@ class PaymentDetails(PaymentRow):
 
 
 class PaymentCheck(_QPayModel):
-    count: int = 0
-    paid_amount: Amount = 0
-    rows: list[PaymentRow] = Field(default_factory=list)
+    """POST /payment/check. `rows` is required: every source answers "nothing paid yet" with an
+    empty list, so an answer without it says nothing about the invoice."""
+
+    count: Annotated[int, BeforeValidator(_zero_if_null)] = 0
+    # null when nothing is paid; never used for money (the PAID rows are summed instead).
+    paid_amount: OptionalAmount = None
+    rows: list[PaymentRow]
 
     @property
     def paid_rows(self) -> list[PaymentRow]:
@@ -154,13 +209,13 @@ class PaymentCheck(_QPayModel):
     @property
     def total_paid(self) -> int:
         # Summed from PAID rows: the top-level paid_amount is not trusted to exclude refunds.
-        return sum(row.payment_amount for row in self.paid_rows)
+        return sum(row.payment_amount for row in self.paid_rows if row.payment_amount is not None)
 
 
 class InvoiceDetails(_QPayModel):
     """GET /invoice/{id}. Amounts arrive as numbers or strings; unset limits are null."""
 
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Identifier
     invoice_status: str = Field(min_length=1)
     sender_invoice_no: str | None = None
     total_amount: Amount
@@ -171,22 +226,47 @@ class InvoiceDetails(_QPayModel):
     minimum_amount: OptionalAmount = None
     maximum_amount: OptionalAmount = None
     callback_url: str | None = None
-    payments: list[PaymentRow] = Field(default_factory=list)
+    payments: Annotated[list[PaymentRow], BeforeValidator(_empty_if_null)] = Field(default_factory=list)
+
+
+REGISTERED = "REGISTERED"
+# Our own reasons (not QPay error codes) for an Ebarimt answer that is not a registered receipt.
+NO_BARIMT_STATUS = "BARIMT_STATUS_MISSING"
+NO_RECEIPT_ID = "EBARIMT_RECEIPT_ID_MISSING"
 
 
 class EbarimtReceipt(_QPayModel):
-    id: str | None = None
-    ebarimt_receipt_id: str | None = None
+    id: OptionalIdentifier = None
+    ebarimt_receipt_id: OptionalIdentifier = None
     ebarimt_qr_data: str | None = None
     ebarimt_lottery: str | None = None
-    barimt_status: str | None = None
+    # The legacy /ebarimt/create answers with the older name as well (qpay-client reads only it).
+    barimt_status: str | None = Field(
+        default=None, validation_alias=AliasChoices("barimt_status", "ebarimt_status")
+    )
+
+    def not_registered_reason(self) -> str | None:
+        """None when this answer is a registered receipt, else why not. A 200 is not a receipt:
+        only `barimt_status` REGISTERED with a receipt id is one (`{}`, CREATED, ... are not)."""
+        if not self.barimt_status:
+            return NO_BARIMT_STATUS
+        status = self.barimt_status.strip().upper()
+        if status != REGISTERED:
+            return f"BARIMT_STATUS_{status}"
+        if not self.ebarimt_receipt_id:
+            return NO_RECEIPT_ID
+        return None
+
+
+QPAY_ERROR_FIELDS = ("error", "code", "error_code", "message")
 
 
 def error_code_of(body: Any) -> str | None:
-    """QPay puts its error code in `error`, `error_code` or `message`, depending on the endpoint."""
+    """QPay puts its error code in `error`, `code`, `error_code` or `message`, depending on the
+    endpoint and the source; a human sentence in any of them is not a code."""
     if not isinstance(body, dict):
         return None
-    for key in ("error", "error_code", "message"):
+    for key in QPAY_ERROR_FIELDS:
         value = body.get(key)
         if isinstance(value, str) and value and value.replace("_", "").isalnum() and value.isupper():
             return value
