@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 SCOPES ?=
 
-.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench build clean
+.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench openapi build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -118,6 +118,10 @@ e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole
 
 contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
 	$(call run_suite,contract,tests/contract)
+
+# The OpenAPI function serves a document built with the code; a unit test says when to rebuild it.
+openapi: $(STAMPS)/venv ## Regenerate functions/openapi/openapi.json from the handlers' routers and models
+	@PYTHONPATH=.:layers/qpay_common $(PY) -m functions.openapi.app
 
 # The table goes to stdout and, for comparing runs, to .bench/ as Markdown and JSON.
 BENCH_ARGS ?=
