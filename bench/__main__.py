@@ -13,7 +13,9 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.infra import ensure_import_paths
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import cold_start, end_to_end, in_process
     from bench.infra import backends, function_environment
-    from bench.report import as_json, machine, markdown
+    from bench.report import Row, as_json, machine, markdown
 
     def progress(message: str) -> None:
         print(f"[bench {time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
@@ -51,28 +53,64 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows = []
     real_stdout = sys.stdout
+    failures: list[str] = []
+
+    def section(name: str, measure: Callable[[], list[Row]]) -> None:
+        """Run one section; one that fails is a row saying so, and the others still run."""
+        try:
+            rows.extend(measure())
+        except Exception as exc:  # noqa: BLE001 - reported in the table and the exit status
+            failures.append(name)
+            traceback.print_exc()
+            rows.append(
+                Row(
+                    section=name,
+                    name="FAILED",
+                    value=type(exc).__name__,
+                    unit="",
+                    reference=str(exc)[:300],
+                    met=False,
+                )
+            )
+
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         if chosen - {"e2e"}:
             with backends() as running:
                 progress("DynamoDB Local, moto and the simulator are up")
                 with function_environment(running, "CreatePaymentFunction") as env:
                     if "calls" in chosen:
-                        rows += in_process.calls_per_operation(running)
+                        section("Calls per operation", lambda: in_process.calls_per_operation(running))
                         progress("calls per operation")
                     if "cold" in chosen:
-                        events = in_process.first_invocation_events(running)
-                        rows += cold_start.measure(running, events, 3 if args.quick else 7, progress)
+                        section(
+                            "Cold start",
+                            lambda: cold_start.measure(
+                                running,
+                                in_process.first_invocation_events(running),
+                                3 if args.quick else 7,
+                                progress,
+                            ),
+                        )
                     if "warm" in chosen:
-                        rows += in_process.warm_latency(running, 20 if args.quick else 100, progress)
+                        section(
+                            "Warm latency",
+                            lambda: in_process.warm_latency(running, 20 if args.quick else 100, progress),
+                        )
                     if "token" in chosen:
-                        rows += in_process.token_cache(running, env)
+                        section("Token cache", lambda: in_process.token_cache(running, env))
                         progress("token cache")
                     if "jobs" in chosen:
-                        rows += in_process.job_throughput(
-                            running, (100, 300), 48 if args.quick else 240, progress
+                        section(
+                            "Scheduled jobs",
+                            lambda: in_process.job_throughput(
+                                running, (100, 300), 48 if args.quick else 240, progress
+                            ),
                         )
         if "e2e" in chosen:
-            rows += end_to_end.throughput(4 if args.quick else 8, 3 if args.quick else 10, progress)
+            section(
+                "End to end",
+                lambda: end_to_end.throughput(4 if args.quick else 8, 3 if args.quick else 10, progress),
+            )
     about["seconds"] = round(time.monotonic() - started)
     about["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     table = markdown(rows, about)
@@ -83,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(as_json(rows, about))
     failed = [row for row in rows if row.met is False]
     print(f"{len(rows)} figures, {len(failed)} below their goal, in {about['seconds']} s", file=sys.stderr)
+    if failures:
+        print(f"sections that failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.infra import AwsCallCounter, Backends
+from bench.infra import AwsCallCounter, Backends, QPayCallTimer
 from bench.report import Row
 from tests.support import (
     LambdaContext,
@@ -307,9 +307,9 @@ def job_throughput(
             backends.simulator.clear_faults()
             backends.recreate_tables()
             dependencies.reset()
-            create()  # token cached
-            # Warm-up run: each pool thread builds its own DynamoDB and HTTP connections once per
-            # execution environment; a deployed job's runs after the first find them built.
+            # A warm-up run first (its first create also caches the token): each pool thread
+            # builds its HTTP connections once per execution environment, and a deployed job's
+            # later runs find them built.
             warm_up = _seed(backends, concurrency, paid_share=0.5 if job == "reconcile" else 0.0)
             qpay_path = "/v2/payment/check" if job == "reconcile" else "/v2/invoice/*"
             backends.simulator.post("/_sim/faults", {"rules": [{"path": qpay_path, "delay_ms": latency}]})
@@ -329,7 +329,8 @@ def job_throughput(
                 raise RuntimeError(f"{job}: the warm-up run did not see its {len(warm_up)} sessions")
             _seed(backends, sessions, paid_share=0.5 if job == "reconcile" else 0.0)
             before = backends.simulator.calls()
-            summary = run(900.0)
+            with AwsCallCounter() as aws, QPayCallTimer() as qpay_timer:
+                summary = run(900.0)
             after = backends.simulator.calls()
             after.subtract(before)
             qpay_calls = sum(number for key, number in after.items() if not key.startswith("/_sim"))
@@ -338,6 +339,12 @@ def job_throughput(
             rate = worked / summary.seconds if summary.seconds else 0.0
             ideal = concurrency / (latency / 1000)
             fraction = rate / ideal
+            # Where a session's time goes: thread-seconds in DynamoDB and in QPay calls, per session.
+            per_session = max(worked, 1)
+            dynamodb_calls = sum(n for key, n in aws.snapshot().items() if key.startswith("dynamodb."))
+            dynamodb_ms = aws.seconds * 1000 / per_session
+            qpay_ms = qpay_timer.seconds * 1000 / per_session
+            thread_ms = summary.seconds * concurrency * 1000 / per_session
             rows.append(
                 Row(
                     section="Scheduled jobs (main's thread pool)",
@@ -345,11 +352,18 @@ def job_throughput(
                     value=round(rate, 1),
                     unit="sessions/s",
                     reference=f"ideal {ideal:.0f}/s; {worked} sessions in {summary.seconds:.2f} s; "
-                    f"{qpay_calls} QPay calls",
+                    f"{qpay_calls} QPay calls; per session {dynamodb_calls / per_session:.1f} DynamoDB "
+                    f"calls, {dynamodb_ms:.0f} ms in DynamoDB + {qpay_ms:.0f} ms in QPay of "
+                    f"{thread_ms:.0f} thread-ms",
                     ratio=round(fraction, 2),
                     goal=">= 0.7 of ideal",
                     met=fraction >= 0.7,
-                    detail={"summary": summary.as_dict(), "qpay_calls": dict(+after)},
+                    detail={
+                        "summary": summary.as_dict(),
+                        "qpay_calls": dict(+after),
+                        "aws_calls": dict(aws.snapshot()),
+                        "per_session_ms": {"dynamodb": dynamodb_ms, "qpay": qpay_ms, "thread": thread_ms},
+                    },
                 )
             )
             progress(f"jobs: {job} at {latency} ms")

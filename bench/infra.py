@@ -39,6 +39,41 @@ def ensure_import_paths() -> None:
             sys.path.insert(0, path)
 
 
+class QPayCallTimer:
+    """The seconds spent in QPay calls (QPayTransport.send), summed over threads."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def __enter__(self) -> QPayCallTimer:
+        from qpay_common.qpay_client import QPayTransport
+
+        original = QPayTransport.send
+        timer = self
+
+        def timed(transport: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(transport, *args, **kwargs)
+            finally:
+                took = time.perf_counter() - started
+                with timer._lock:
+                    timer.calls += 1
+                    timer.seconds += took
+
+        self._original = original
+        QPayTransport.send = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        from qpay_common.qpay_client import QPayTransport
+
+        QPayTransport.send = self._original  # type: ignore[method-assign]
+
+
 class Simulator:
     """`python -m local.qpay_simulator` on a free port, with its control API."""
 
@@ -189,10 +224,11 @@ def function_environment(backends: Backends, function_name: str) -> Iterator[dic
 
 class AwsCallCounter:
     """Counts every AWS API call botocore makes in this process (boto3 and pynamodb alike), by
-    service and operation."""
+    service and operation, and the seconds spent in them (summed over threads)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
         self._lock = threading.Lock()
         self._original: Any = None
 
@@ -204,9 +240,14 @@ class AwsCallCounter:
 
         def counting(client: Any, operation_name: str, api_params: Any) -> Any:
             service = client.meta.service_model.service_name
-            with counter._lock:
-                counter.calls[f"{service}.{operation_name}"] += 1
-            return original(client, operation_name, api_params)
+            started = time.perf_counter()
+            try:
+                return original(client, operation_name, api_params)
+            finally:
+                took = time.perf_counter() - started
+                with counter._lock:
+                    counter.calls[f"{service}.{operation_name}"] += 1
+                    counter.seconds += took
 
         self._original = original
         BaseClient._make_api_call = counting  # type: ignore[method-assign]
@@ -218,5 +259,6 @@ class AwsCallCounter:
         BaseClient._make_api_call = self._original  # type: ignore[method-assign]
 
     def snapshot(self) -> Counter[str]:
+        """The calls counted so far."""
         with self._lock:
             return Counter(self.calls)
