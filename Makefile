@@ -129,8 +129,15 @@ bench: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Benchmarks (<= 10 min): co
 	@mkdir -p .bench
 	@$(PY) -m bench --markdown .bench/latest.md --json .bench/latest.json $(BENCH_ARGS)
 
-build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv)
-	@PYENV_VERSION="$$(pyenv version-name 2>/dev/null | head -1):3.13.0" $(SAM) build
+# Lambda's file system is read only, so Python cannot cache bytecode there: every cold start would
+# compile the layer's and functions' sources again (~0.1 s of CPU for the layer alone, measured
+# with python3.13 here). The build ships them compiled for the runtime's Python, as unchecked-hash
+# .pyc files, which stay valid whatever modification times the deployment zip keeps.
+BUILD_PYTHON_VERSIONS = $$(pyenv version-name 2>/dev/null | head -1):3.13.0
+build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv), bytecode compiled
+	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" $(SAM) build
+	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" python3.13 -m compileall -q -f -j 0 \
+	  --invalidation-mode unchecked-hash .aws-sam/build
 
 clean: ## Remove installed environments and build output
 	rm -rf $(VENV) $(SAM_VENV) node_modules $(STAMPS) .aws-sam .pytest_cache .mypy_cache .ruff_cache
