@@ -388,7 +388,7 @@ def first_invocation_events(backends: Backends) -> dict[str, Callable[[], dict[s
     """Each function's first event for the cold-start probes (fresh sessions where it acts)."""
     get_session = create()
     reconcile_event = sample_event("reconcile")
-    return {
+    events: dict[str, Callable[[], dict[str, Any]]] = {
         "CreatePaymentFunction": lambda: create_event({"amount": 15000}),
         "GetPaymentFunction": lambda: get_event(get_session["session_id"]),
         "ListPaymentsFunction": lambda: list_event(limit="20"),
@@ -401,3 +401,7 @@ def first_invocation_events(backends: Backends) -> dict[str, Callable[[], dict[s
         "ExpireFunction": lambda: sample_event("expire"),
         "EbarimtFunction": lambda: sample_event("ebarimt"),
     }
+    missing = set(backends.template.functions) - set(events)
+    if missing:
+        raise RuntimeError(f"no first-invocation event for {', '.join(sorted(missing))}: add one here")
+    return events
