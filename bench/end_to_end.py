@@ -142,6 +142,7 @@ def throughput(clients: int, payments_per_client: int, progress: Callable[[str],
         "completed": len(latencies),
         "failures": failures[:5],
         "failed": len(failures),
+        "latencies_ms": sorted(round(took) for took in latencies),
     }
     p50 = percentile(latencies, 0.5) if latencies else float("nan")
     p99 = percentile(latencies, 0.99) if latencies else float("nan")
