@@ -8,12 +8,14 @@ through the front door), then GET /payments/{id} every 50 ms until it reads PROC
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,8 @@ from local.dev_token import mint_token
 from local.endpoints import free_port
 
 READY_LINE = "LOCAL STACK READY"
+# A Powertools log line (JSON) at WARNING or above, from any function of the stack.
+PROBLEM = re.compile(r'"level":\s*"(WARNING|ERROR|CRITICAL)"')
 
 
 class LocalStack:
@@ -34,6 +38,8 @@ class LocalStack:
         self.api = f"http://127.0.0.1:{self.ports['API']}"
         self.sim = f"http://127.0.0.1:{self.ports['SIMULATOR']}"
         self.output: list[str] = []
+        # The handlers' warnings and errors, kept for the JSON detail.
+        self.problems: list[str] = []
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 240) -> None:
@@ -56,6 +62,8 @@ class LocalStack:
             for line in process.stdout:
                 self.output.append(line.rstrip("\n"))
                 del self.output[:-200]
+                if PROBLEM.search(line):
+                    self.problems.append(line.strip()[:400])
                 if READY_LINE in line:
                     ready.set()
 
@@ -78,6 +86,9 @@ class LocalStack:
             process.wait(timeout=10)
 
 
+CALLBACKS: Counter[str] = Counter()
+
+
 def one_payment(stack: LocalStack, http: requests.Session, headers: dict[str, str]) -> float:
     started = time.perf_counter()
     created = http.post(f"{stack.api}/payments", json={"amount": 15000}, headers=headers, timeout=30)
@@ -85,6 +96,9 @@ def one_payment(stack: LocalStack, http: requests.Session, headers: dict[str, st
     session = created.json()
     paid = http.post(f"{stack.sim}/_sim/pay", json={"invoice_id": session["invoice_id"]}, timeout=30)
     paid.raise_for_status()
+    # The simulator calls the webhook back before it answers; what the webhook answered.
+    callback = paid.json().get("callback") or {}
+    CALLBACKS[f"{callback.get('status')} {callback.get('body', '')}"[:80]] += 1
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = http.get(f"{stack.api}/payments/{session['session_id']}", headers=headers, timeout=30)
@@ -143,6 +157,9 @@ def throughput(clients: int, payments_per_client: int, progress: Callable[[str],
         "failures": failures[:5],
         "failed": len(failures),
         "latencies_ms": sorted(round(took) for took in latencies),
+        "webhook_answers": dict(CALLBACKS),
+        "handler_warnings": len(stack.problems),
+        "handler_warning_samples": stack.problems[:10],
     }
     p50 = percentile(latencies, 0.5) if latencies else float("nan")
     p99 = percentile(latencies, 0.99) if latencies else float("nan")
