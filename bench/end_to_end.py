@@ -30,6 +30,7 @@ from local.endpoints import free_port
 READY_LINE = "LOCAL STACK READY"
 # A Powertools log line (JSON) at WARNING or above, from any function of the stack.
 PROBLEM = re.compile(r'"level":\s*"(WARNING|ERROR|CRITICAL)"')
+CONFIRMED_BY = re.compile(r'"source":\s*"(\w+)"')
 
 
 class LocalStack:
@@ -40,6 +41,8 @@ class LocalStack:
         self.output: list[str] = []
         # The handlers' warnings and errors, kept for the JSON detail.
         self.problems: list[str] = []
+        # Who proved each payment (the PaymentConfirmed metric's source: webhook, status poll...).
+        self.confirmed_by: Counter[str] = Counter()
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 240) -> None:
@@ -62,6 +65,9 @@ class LocalStack:
             for line in process.stdout:
                 self.output.append(line.rstrip("\n"))
                 del self.output[:-200]
+                confirmed = CONFIRMED_BY.search(line) if "PaymentConfirmed" in line else None
+                if confirmed:
+                    self.confirmed_by[confirmed.group(1)] += 1
                 if PROBLEM.search(line):
                     self.problems.append(line.strip()[:400])
                 if READY_LINE in line:
@@ -87,6 +93,9 @@ class LocalStack:
 
 
 CALLBACKS: Counter[str] = Counter()
+# How long each payment's /_sim/pay took: the simulator answers once the webhook has answered.
+CALLBACK_MS: list[int] = []
+CALLBACK_LOCK = threading.Lock()
 
 
 def one_payment(stack: LocalStack, http: requests.Session, headers: dict[str, str]) -> float:
@@ -94,8 +103,11 @@ def one_payment(stack: LocalStack, http: requests.Session, headers: dict[str, st
     created = http.post(f"{stack.api}/payments", json={"amount": 15000}, headers=headers, timeout=30)
     created.raise_for_status()
     session = created.json()
+    paying = time.perf_counter()
     paid = http.post(f"{stack.sim}/_sim/pay", json={"invoice_id": session["invoice_id"]}, timeout=30)
     paid.raise_for_status()
+    with CALLBACK_LOCK:
+        CALLBACK_MS.append(round((time.perf_counter() - paying) * 1000))
     # The simulator calls the webhook back before it answers; what the webhook answered.
     callback = paid.json().get("callback") or {}
     CALLBACKS[f"{callback.get('status')} {callback.get('body', '')}"[:80]] += 1
@@ -158,7 +170,9 @@ def throughput(clients: int, payments_per_client: int, progress: Callable[[str],
         "failed": len(failures),
         "latencies_ms": sorted(round(took) for took in latencies),
         "webhook_answers": dict(CALLBACKS),
+        "pay_with_webhook_ms": sorted(CALLBACK_MS),
         "handler_warnings": len(stack.problems),
+        "confirmed_by": dict(stack.confirmed_by),
         "handler_warning_samples": stack.problems[:10],
     }
     p50 = percentile(latencies, 0.5) if latencies else float("nan")
