@@ -140,4 +140,4 @@ build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH
 	  --invalidation-mode unchecked-hash .aws-sam/build
 
 clean: ## Remove installed environments and build output
-	rm -rf $(VENV) $(SAM_VENV) node_modules $(STAMPS) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) node_modules $(STAMPS) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache
