@@ -332,3 +332,20 @@ def test_a_payment_check_with_null_paid_amount_is_read_not_a_transport_error():
 def test_a_meaningless_payment_check_is_a_typed_error_naming_the_field(body, field):
     with pytest.raises(QPayUnexpectedAnswer, match=rf"payment check that cannot be read \({field}\)"):
         _check(body)
+
+
+def test_the_default_session_keeps_a_connection_for_every_job_thread():
+    # A job's threads share one transport: with requests' default 10 per host, calls past the
+    # tenth would each open a new connection to QPay and discard it.
+    from qpay_common.settings import Settings
+
+    most_threads = next(
+        meta.le for meta in Settings.model_fields["job_concurrency"].metadata if hasattr(meta, "le")
+    )
+    transport = QPayTransport(
+        "https://merchant.qpay.mn/v2", connect_timeout=1, read_timeout=1, max_attempts=1, budget_seconds=1
+    )
+
+    for scheme in ("https://", "http://"):
+        adapter = transport.session.get_adapter(f"{scheme}merchant.qpay.mn")
+        assert adapter._pool_maxsize >= most_threads
