@@ -369,3 +369,20 @@ def test_the_lambda_transport_publishes_qpay_latency_as_a_metric(capsys):
         {"Name": "QPayLatency", "Unit": "Milliseconds"}
     ]
     assert line["service"] == "qpay-payments"
+
+
+def test_the_default_session_keeps_a_connection_for_every_job_thread():
+    # A job's threads share one transport: with requests' default 10 per host, calls past the
+    # tenth would each open a new connection to QPay and discard it.
+    from qpay_common.settings import Settings
+
+    most_threads = next(
+        meta.le for meta in Settings.model_fields["job_concurrency"].metadata if hasattr(meta, "le")
+    )
+    transport = QPayTransport(
+        "https://merchant.qpay.mn/v2", connect_timeout=1, read_timeout=1, max_attempts=1, budget_seconds=1
+    )
+
+    for scheme in ("https://", "http://"):
+        adapter = transport.session.get_adapter(f"{scheme}merchant.qpay.mn")
+        assert adapter._pool_maxsize >= most_threads

@@ -7,7 +7,7 @@ from pynamodb.exceptions import DeleteError, PutError
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.settings import Settings
-from qpay_common.tables import CacheItem, bind, warm_up
+from qpay_common.tables import CacheItem, bind
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -16,7 +16,6 @@ class CacheStore:
     def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self._items = bind(CacheItem, settings.cache_table, settings)
         self._clock = clock
-        warm_up(self._items)
 
     def get(self, key: str) -> tuple[dict[str, Any], str | None] | None:
         """The live item's data and tag, read consistently (a lock waiter must see the holder's put)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar
 
+from qpay_common import aws_clients
 from qpay_common.admin import AdminOperations
 from qpay_common.admin_reports import AdminReports
 from qpay_common.cache import CacheStore
@@ -240,3 +241,4 @@ def reset() -> None:
     )
     for cached in built:
         cached.cache_clear()
+    aws_clients.reset()

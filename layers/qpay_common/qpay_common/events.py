@@ -4,6 +4,7 @@ dedupe on order_id (and, for refunds, on the detail type)."""
 import json
 from typing import Any
 
+from qpay_common import aws_clients
 from qpay_common.domain import Order, PaymentSession, Refund
 from qpay_common.settings import Settings
 
@@ -23,18 +24,9 @@ class EventPublisher:
 
     def _events(self) -> Any:
         if self._client is None:
-            # Imported on first use: handlers that never publish do not pay boto3's import cost.
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "events",
-                region_name=self._settings.aws_region,
-                endpoint_url=self._settings.eventbridge_endpoint_url,
-                config=Config(
-                    connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
-                ),
-            )
+            # Built on first use, by the session the DynamoDB client came from (its service
+            # files already parsed); boto3 is never imported.
+            self._client = aws_clients.events_client(self._settings)
         return self._client
 
     def payment_completed(self, session: PaymentSession, order: Order) -> None:

@@ -68,6 +68,20 @@ class TokenSource(Protocol):
     def invalidate(self, access_token: str) -> None: ...
 
 
+# requests keeps 10 connections per host by default; a job's pool has up to 64 threads (the
+# JOB_CONCURRENCY limit) sharing one transport, and past 10 each call would open a new TCP (and,
+# to QPay, TLS) connection and throw it away.
+POOL_CONNECTIONS = 64
+
+
+def _pooled_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class QPayTransport:
     def __init__(
         self,
@@ -88,7 +102,7 @@ class QPayTransport:
         self.read_timeout = read_timeout
         self.max_attempts = max_attempts
         self.budget_seconds = budget_seconds
-        self.session = session or requests.Session()
+        self.session = session or _pooled_session()
         self._sleep = sleep
         self._observe = observe
 

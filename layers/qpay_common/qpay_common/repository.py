@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
@@ -16,7 +15,7 @@ from qpay_common.errors import DuplicateSettlement, StaleSession
 from qpay_common.session_listing import Position, Stream
 from qpay_common.session_store import CURSOR_FIELDS, DuePage, SessionStore, decode_cursor, encode_cursor
 from qpay_common.settings import Settings
-from qpay_common.tables import OrderItem, SessionItem, bind, warm_up
+from qpay_common.tables import OrderItem, SessionItem, bind, connection
 from qpay_common.work_queues import WorkQueue
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -32,11 +31,7 @@ class SessionsRepository(SessionStore):
         super().__init__(settings)
         self._sessions = bind(SessionItem, settings.sessions_table, settings)
         self._orders = bind(OrderItem, settings.orders_table, settings)
-        self._connection = Connection(
-            region=settings.aws_region, host=settings.dynamodb_endpoint_url, max_pool_connections=32
-        )
-        warm_up(self._sessions, self._orders)
-        _ = self._connection.client
+        self._connection = connection(settings)
 
     def get(self, session_id: str) -> PaymentSession | None:
         try:

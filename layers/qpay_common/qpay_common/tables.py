@@ -1,7 +1,7 @@
 """pynamodb models of the three tables. Table names are bound from settings when a repository
 is built (bind()), never at import time."""
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -11,9 +11,11 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
+from qpay_common import aws_clients
 from qpay_common.settings import Settings
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -216,23 +218,42 @@ class CacheItem(Model):
 
 
 def bind(model: type[ModelT], table_name: str, settings: Settings) -> type[ModelT]:
+    """`model` bound to its table, served by the environment's one DynamoDB client."""
     meta: dict[str, Any] = {
         "table_name": table_name,
         "region": settings.aws_region,
         "host": settings.dynamodb_endpoint_url,
-        "connect_timeout_seconds": 2,
-        "read_timeout_seconds": 5,
-        "max_retry_attempts": 3,
-        # Scheduled jobs work sessions from a thread pool: one pooled connection per thread.
-        "max_pool_connections": 32,
+        # pynamodb's own client would be built with these; the shared one has the same limits.
+        "connect_timeout_seconds": aws_clients.DYNAMODB_CONNECT_TIMEOUT_SECONDS,
+        "read_timeout_seconds": aws_clients.DYNAMODB_READ_TIMEOUT_SECONDS,
+        "max_retry_attempts": aws_clients.DYNAMODB_MAX_RETRY_ATTEMPTS,
+        "max_pool_connections": aws_clients.DYNAMODB_MAX_POOL_CONNECTIONS,
     }
     # pynamodb copies indexes onto each subclass, so by_user follows the bound table.
     attrs: dict[str, Any] = {"Meta": type("Meta", (), meta), "__module__": model.__module__}
-    return type(model.__name__, (model,), attrs)
+    bound = cast(type[ModelT], type(model.__name__, (model,), attrs))
+    share_client(bound._get_connection().connection, settings)
+    return bound
 
 
-def warm_up(*models: type[Model]) -> None:
-    """Create each model's DynamoDB client now. pynamodb creates it lazily, and concurrent first
-    requests (the local stack's threads, a job's pool) would each build one, slowly."""
-    for model in models:
-        _ = model._get_connection().connection.client
+def connection(settings: Settings) -> Connection:
+    """A pynamodb Connection (for transactions) on the environment's one DynamoDB client."""
+    built = Connection(
+        region=settings.aws_region,
+        host=settings.dynamodb_endpoint_url,
+        connect_timeout_seconds=aws_clients.DYNAMODB_CONNECT_TIMEOUT_SECONDS,
+        read_timeout_seconds=aws_clients.DYNAMODB_READ_TIMEOUT_SECONDS,
+        max_retry_attempts=aws_clients.DYNAMODB_MAX_RETRY_ATTEMPTS,
+        max_pool_connections=aws_clients.DYNAMODB_MAX_POOL_CONNECTIONS,
+    )
+    share_client(built, settings)
+    return built
+
+
+def share_client(target: Connection, settings: Settings) -> None:
+    """Serve `target` with the shared client instead of one pynamodb would build for it (a
+    botocore session and client per model class: aws_clients.py says what that costs). Set now,
+    at build time, so concurrent first requests (a job's pool) never build one each."""
+    # pynamodb keeps the client in Connection._client and builds one only while that is unset;
+    # there is no public way to hand it one.
+    target._client = aws_clients.dynamodb_client(settings)
