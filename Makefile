@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 STAMPS := .stamps
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
@@ -17,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 SCOPES ?=
 
-.PHONY: help install run simulator token inspect test lint validate unit integration e2e contract bench openapi build clean
+.PHONY: help install run simulator token inspect test lint cfn-lint checkov validate unit integration e2e contract bench openapi build clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +38,13 @@ $(STAMPS)/sam: requirements/sam.txt | $(STAMPS)
 	@echo "==> AWS SAM CLI ($(SAM_VENV))" >&2
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	@$(SAM_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/sam.txt
+	@touch $@
+
+# checkov pins boto3 against the layer's boto3/botocore pair: its own venv too.
+$(STAMPS)/checkov: requirements/checkov.txt | $(STAMPS)
+	@echo "==> checkov ($(CHECKOV_VENV))" >&2
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/checkov.txt >&2
 	@touch $@
 
 # Install progress goes to stderr, so `TOKEN=$(make -s token)` holds only the token even on a
@@ -69,7 +77,7 @@ $(STAMPS)/chromium: | $(STAMPS)
 	fi
 	@touch $@
 
-install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## Install everything that is missing
+install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/checkov $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## Install everything that is missing
 
 run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
 	@$(PY) -m local.stack
@@ -91,11 +99,28 @@ test: install lint validate unit ## Lint, validate the template, run every test 
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
-lint: $(STAMPS)/venv ## ruff (lint + format check) and mypy on the layer
+lint: $(STAMPS)/venv $(STAMPS)/checkov ## ruff (lint + format check), mypy on the layer, cfn-lint and checkov on the template
 	@echo "==> lint"
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(MAKE) --no-print-directory -j2 --output-sync=target cfn-lint checkov
+
+# `make validate` (sam validate --lint) lints the template with its defaults; this run turns the
+# optional resources on (the merchant endpoint's API destination) and the prod stage.
+CFN_LINT_PARAMETERS := Stage=prod MerchantEndpointUrl=https://orders.shop.example/qpay \
+  MerchantEndpointApiKeySecretArn=arn:aws:secretsmanager:ap-east-1:123456789012:secret:merchant-AbCdEf \
+  DomainName=pay.shop.example CertificateArn=arn:aws:acm:ap-east-1:123456789012:certificate/abc \
+  HostedZoneId=Z0123456789 AlarmEmail=ops@shop.example
+
+cfn-lint: $(STAMPS)/venv ## cfn-lint on template.yaml, the optional resources on
+	@echo "==> cfn-lint"
+	@$(VENV)/bin/cfn-lint template.yaml --parameters $(CFN_LINT_PARAMETERS)
+
+# Each finding left is skipped in the template, on its resource, with its reason (Metadata.checkov).
+checkov: $(STAMPS)/checkov ## checkov on template.yaml (offline)
+	@echo "==> checkov"
+	@$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 validate: $(STAMPS)/sam ## sam validate --lint (cfn-lint)
 	@echo "==> sam validate --lint"
@@ -107,7 +132,7 @@ define run_suite
 	@$(PYTEST) -m $(1) $(2) || { rc=$$?; [ $$rc = 5 ] && echo "FAILED: the $(1) suite collected no tests" >&2; exit $$rc; }
 endef
 
-unit: $(STAMPS)/venv ## Unit tests (no network)
+unit: $(STAMPS)/venv $(STAMPS)/sam ## Unit tests (no network; the template tests run SAM's translator from .venv-sam)
 	$(call run_suite,unit,tests/unit)
 
 integration: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Handlers in process, moto, DynamoDB Local, the simulator over HTTP
@@ -140,4 +165,4 @@ build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH
 	  --invalidation-mode unchecked-hash .aws-sam/build
 
 clean: ## Remove installed environments and build output
-	rm -rf $(VENV) $(SAM_VENV) node_modules $(STAMPS) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules $(STAMPS) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from local.dynamodb_local import REPO_ROOT, DynamoDBLocal
 from local.endpoints import LocalPorts, port_is_free
 from local.environment import build_function_environment, child_process_environment
+from local.event_delivery import ApiDestinationDelivery, EventDeliverySettings, setup_event_rules
 from local.eventbridge import INSPECT_LOG_GROUP, MotoServer, setup_event_buses
 from local.front_door import FrontDoor
 from local.functions import FunctionRuntime, RuntimeSettings
@@ -124,6 +125,7 @@ class LocalStack:
         self.invoke_api: LambdaInvokeApi | None = None
         self.scheduler: Scheduler | None = None
         self.event_sources: EventSourceMappings | None = None
+        self.deliveries: list[ApiDestinationDelivery] = []
         self.import_failures: dict[str, str] = {}
         self.tables: list[str] = []
         self.buses: list[str] = []
@@ -134,8 +136,10 @@ class LocalStack:
         runtime_settings = RuntimeSettings.from_env()
         sqs_settings = SqsSettings.from_env()
         jwt_settings = JwtSettings.from_env()
+        delivery_settings = EventDeliverySettings.from_env(os.environ)
         self.template = template = load_template(
-            self.template_path, shell_parameter_overrides(self.template_path)
+            self.template_path,
+            {**shell_parameter_overrides(self.template_path), **delivery_settings.parameter_overrides()},
         )
         check_ports(self.ports)
 
@@ -150,6 +154,15 @@ class LocalStack:
         self.queues = create_queues(
             self.moto.client("sqs"), template, visibility_timeout_cap_s=sqs_settings.visibility_timeout_cap_s
         )
+        moto_server = self.moto
+        for target, queue_url in setup_event_rules(
+            moto_server.client("events"), moto_server.client("sqs"), template
+        ):
+            delivery = ApiDestinationDelivery(
+                target, queue_url, lambda: moto_server.client("sqs", read_timeout=10), delivery_settings
+            )
+            delivery.start()
+            self.deliveries.append(delivery)
 
         shell = dict(os.environ)
         self._start_simulator(self._simulator_credentials(template, shell))
@@ -223,7 +236,14 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything that was started, newest first. Safe after a failed start."""
-        for part in (self.event_sources, self.scheduler, self.front_door, self.invoke_api, self.runtime):
+        for part in (
+            *self.deliveries,
+            self.event_sources,
+            self.scheduler,
+            self.front_door,
+            self.invoke_api,
+            self.runtime,
+        ):
             if part is not None:
                 try:
                     part.stop()
@@ -258,6 +278,15 @@ class LocalStack:
             lines.append(f"  schedule              {description}")
         for description in self.event_sources.describe() if self.event_sources else []:
             lines.append(f"  event source          {description}")
+        for rule in template.event_rules:
+            queues = [t.queue_name for t in rule.targets if t.kind == "sqs"]
+            lines.append(f"  event rule            {rule.logical_id} -> SQS {', '.join(queues)}")
+        for delivery in self.deliveries:
+            lines.append(f"  API destination       {delivery.describe()} (retried; dead letters in SQS)")
+        if not self.deliveries:
+            lines.append(
+                "  API destination       off (LOCAL_EVENT_DELIVERY_URL=http://... POSTs PaymentCompleted)"
+            )
         for function_id, error in self.import_failures.items():
             first_line = str(error).splitlines()[0]
             lines.append(f"  WARNING {function_id} could not be imported ({first_line}); its calls fail")

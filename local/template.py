@@ -505,6 +505,33 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class RuleTarget:
+    """One target of an EventBridge rule: an SQS queue of the template, or an API destination
+    (an HTTP endpoint, with the retry policy and dead-letter queue EventBridge would use)."""
+
+    target_id: str
+    kind: str  # "sqs", "api-destination" or "other"
+    arn: str
+    queue_name: str | None = None
+    endpoint: str | None = None
+    http_method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    api_key_header: str | None = None
+    maximum_retry_attempts: int = 185
+    maximum_event_age_s: int = 86400
+    dead_letter_queue_name: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRuleSpec:
+    logical_id: str
+    bus_name: str
+    event_pattern: dict[str, Any]
+    targets: list[RuleTarget]
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Template:
     path: Path
     root: Path
@@ -518,6 +545,7 @@ class Template:
     queues: dict[str, QueueSpec] = field(default_factory=dict)
     sqs_event_sources: list[SqsEventSource] = field(default_factory=list)
     cors: CorsSpec | None = None
+    event_rules: list[EventRuleSpec] = field(default_factory=list)
 
     def function(self, logical_id: str) -> FunctionSpec:
         return self.functions[logical_id]
@@ -782,6 +810,69 @@ class _TemplateReader:
             queues[logical_id] = QueueSpec(logical_id=logical_id, name=name, attributes=attributes)
         return queues
 
+    def event_rules(self, buses: list[EventBusSpec]) -> list[EventRuleSpec]:
+        """The rules on the template's buses, with their targets told apart by what they point at."""
+        bus_names = {bus.name for bus in buses}
+        arns = {
+            fake_attribute(logical_id, (resource or {}).get("Type", ""), "Arn", self.resolver): logical_id
+            for logical_id, resource in self.resolver.resources.items()
+            if self.resolver.resource_enabled(logical_id)
+        }
+        rules = []
+        for logical_id, resource in self.enabled_resources("AWS::Events::Rule"):
+            properties = self.resolver.resolve(resource.get("Properties") or {})
+            bus = _stringify(properties.get("EventBusName") or "default")
+            if bus not in bus_names or not properties.get("EventPattern"):
+                continue
+            targets = [self._rule_target(target, arns) for target in properties.get("Targets") or []]
+            rules.append(
+                EventRuleSpec(
+                    logical_id=logical_id,
+                    bus_name=bus,
+                    event_pattern=properties["EventPattern"],
+                    targets=targets,
+                    enabled=properties.get("State", "ENABLED") == "ENABLED",
+                )
+            )
+        return rules
+
+    def _rule_target(self, target: Mapping[str, Any], arns: Mapping[str, str]) -> RuleTarget:
+        arn = _stringify(target.get("Arn"))
+        logical_id = arns.get(arn)
+        resource_type = (self.resolver.resources.get(logical_id or "") or {}).get("Type")
+        retry = target.get("RetryPolicy") or {}
+        dead_letter = _stringify((target.get("DeadLetterConfig") or {}).get("Arn") or "")
+        common = {
+            "target_id": _stringify(target.get("Id")),
+            "arn": arn,
+            "maximum_retry_attempts": _as_int(retry.get("MaximumRetryAttempts"), 185, "RetryPolicy"),
+            "maximum_event_age_s": _as_int(retry.get("MaximumEventAgeInSeconds"), 86400, "RetryPolicy"),
+            "dead_letter_queue_name": dead_letter.rsplit(":", 1)[-1] if dead_letter else None,
+        }
+        if resource_type == "AWS::SQS::Queue" and logical_id is not None:
+            return RuleTarget(kind="sqs", queue_name=self.resolver.resource_name(logical_id), **common)
+        if resource_type == "AWS::Events::ApiDestination" and logical_id is not None:
+            destination = self.resolver.resolve(self.resolver.resources[logical_id].get("Properties") or {})
+            headers = ((target.get("HttpParameters") or {}).get("HeaderParameters")) or {}
+            return RuleTarget(
+                kind="api-destination",
+                endpoint=_stringify(destination.get("InvocationEndpoint")),
+                http_method=_stringify(destination.get("HttpMethod") or "POST"),
+                headers={_stringify(k): _stringify(v) for k, v in headers.items()},
+                api_key_header=self._api_key_header(destination.get("ConnectionArn"), arns),
+                **common,
+            )
+        return RuleTarget(kind="other", **common)
+
+    def _api_key_header(self, connection_arn: Any, arns: Mapping[str, str]) -> str | None:
+        connection = arns.get(_stringify(connection_arn or ""))
+        if connection is None:
+            return None
+        properties = self.resolver.resolve(self.resolver.resources[connection].get("Properties") or {})
+        api_key = ((properties.get("AuthParameters") or {}).get("ApiKeyAuthParameters")) or {}
+        name = api_key.get("ApiKeyName")
+        return _stringify(name) if name else None
+
     def sqs_event_source(self, function_id: str, event_id: str, properties: dict[str, Any]) -> SqsEventSource:
         properties = self.resolver.resolve(properties)
         queue = _stringify(properties.get("Queue") or "")
@@ -879,6 +970,7 @@ def load_template(path: str | Path, parameter_overrides: Mapping[str, Any] | Non
         queues=reader.queues(),
         sqs_event_sources=sqs_event_sources,
         cors=reader.cors(api_ids),
+        event_rules=reader.event_rules(reader.event_buses()),
     )
 
 

@@ -161,7 +161,7 @@ class InMemorySessions(SessionStore):
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
     ) -> DuePage:
         due = [
-            item["session_id"]
+            item
             for item in sorted(
                 self.items.values(), key=lambda item: (item.get(queue.due_attribute, 0), item["session_id"])
             )
@@ -170,7 +170,12 @@ class InMemorySessions(SessionStore):
         start = int(start_key or 0)
         page = due[start : start + limit]
         more = start + limit < len(due)
-        return DuePage(session_ids=page, items_read=len(page), next_key=start + limit if more else None)
+        return DuePage(
+            session_ids=[item["session_id"] for item in page],
+            items_read=len(page),
+            next_key=start + limit if more else None,
+            first_due=page[0][queue.due_attribute] if page else None,
+        )
 
     def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
         current = self.items.get(session_id)
@@ -255,7 +260,11 @@ class FakeQPay:
     def create_invoice(self, request: Any) -> Invoice:
         self._call("create_invoice")
         invoice_id = f"inv-{len(self.invoices) + 1}"
-        self.invoices[invoice_id] = {"amount": request.amount, "status": "OPEN"}
+        self.invoices[invoice_id] = {
+            "amount": request.amount,
+            "status": "OPEN",
+            "callback_url": request.callback_url,
+        }
         return Invoice(invoice_id=invoice_id, qr_text=f"qr-{invoice_id}", qr_image="iVBOR", urls=[])
 
     def get_invoice(self, invoice_id: str) -> InvoiceDetails:
@@ -366,7 +375,7 @@ class World:
         )
         self.creation = PaymentCreation(
             self.settings,
-            keys,
+            lambda: keys,
             self.sessions,
             self.cache,
             self.qpay,

@@ -1,6 +1,7 @@
 """GET and POST /webhooks/qpay: QPay's payment callback.
 
-The URL carries the session id and its HMAC token; the body (if any) is ignored because only
+The URL carries the session id, its HMAC token and the id of the key that made it (`kid`; URLs
+from before key ids have none and verify against every key); the body (if any) is ignored because only
 QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates included.
 """
 
@@ -37,10 +38,13 @@ def qpay_callback(
     # Unconstrained on purpose: any session id or token that is not a valid pair is a 401.
     session_id: Annotated[str | None, Query(description="The session id in the callback URL")] = None,
     token: Annotated[str | None, Query(description="The callback URL's HMAC; a wrong one is 401")] = None,
+    kid: Annotated[
+        str | None, Query(description="The webhook key that made the token; one no longer held is 401")
+    ] = None,
     qpay_payment_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response[str]:
     logger.info("QPay callback", extra={"qpay_payment_id": qpay_payment_id})
-    settlement.handle_callback(session_id, token)
+    settlement.handle_callback(session_id, token, kid)
     return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="SUCCESS")
 
 

@@ -3,6 +3,7 @@
 one it uses."""
 
 import json
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 import pytest
@@ -13,7 +14,7 @@ from qpay_common.credentials import load_qpay_credentials, load_webhook_keys
 from qpay_common.errors import ConfigurationError
 from qpay_common.settings import load_settings
 from qpay_common.webhook_security import callback_token, is_valid_callback_token
-from tests.support import create_event, invoke, list_event, webhook_event
+from tests.support import create_event, get_event, invoke, list_event, webhook_event
 
 pytestmark = pytest.mark.integration
 
@@ -120,22 +121,81 @@ def test_listing_payments_needs_no_secret_at_all(aws, sim, monkeypatch):
 
 
 def test_the_webhook_accepts_a_callback_signed_with_a_previous_key(aws, sim, monkeypatch):
-    # Given an invoice created before a rotation
+    # Given an invoice created before a rotation: its URL names the key that signed it
     created = invoke("create_payment", create_event({"amount": 15000}))[1]
     sim.pay(created["invoice_id"])
     callback_url = sim.callback_url(created["invoice_id"])
-    # When the key is rotated: a new current key, the old one kept as previous
+    assert dict(parse_qsl(urlsplit(callback_url).query))["kid"] == "local"
+    # When the key is rotated: a new current key k2, the old one kept under its id
     old_key = dependencies.webhook_keys().signing_key
+    monkeypatch.setenv("WEBHOOK_KEY_ID", "k2")
     monkeypatch.setenv("WEBHOOK_SECRET", "rotated-key")
-    monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", old_key)
+    monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", f"local:{old_key}")
     dependencies.reset()
 
     status, body = invoke("qpay_webhook", webhook_event(callback_url))
 
-    # Then the old invoice's callback still verifies, and new invoices use the new key
+    # Then the old invoice's callback still verifies, and new invoices use the new key and name it
     assert (status, body) == (200, "SUCCESS")
     assert dependencies.webhook_keys().signing_key == "rotated-key"
+    second = invoke("create_payment", create_event({"amount": 500}))[1]
+    assert dict(parse_qsl(urlsplit(sim.callback_url(second["invoice_id"])).query))["kid"] == "k2"
     # And once the old key is dropped, its tokens are refused
     monkeypatch.delenv("WEBHOOK_PREVIOUS_SECRETS")
     dependencies.reset()
     assert invoke("qpay_webhook", webhook_event(callback_url))[0] == 401
+
+
+def test_a_callback_naming_an_unknown_key_is_401_before_any_read_or_qpay_call(aws, sim, monkeypatch):
+    created = invoke("create_payment", create_event({"amount": 15000}))[1]
+    sim.pay(created["invoice_id"])
+    callback_url = sim.callback_url(created["invoice_id"])
+    # A valid token, but a kid the secret does not hold (a typo, or a key already dropped)
+    reads: list[str] = []
+    monkeypatch.setattr(
+        type(dependencies.repository()), "get", lambda self, session_id: reads.append(session_id)
+    )
+
+    status, body = invoke("qpay_webhook", webhook_event(callback_url, kid="k9"))
+
+    assert status == 401, body
+    assert body["error"]["code"] == "UNAUTHORIZED"
+    assert reads == []
+    assert sim.calls("POST /v2/payment/check") == 0
+
+
+def test_a_callback_url_from_before_key_ids_still_verifies_against_any_key(aws, sim, monkeypatch):
+    # Given an open invoice whose URL was made before key ids (no kid), signed with the old key
+    created = invoke("create_payment", create_event({"amount": 15000}))[1]
+    sim.pay(created["invoice_id"])
+    query = dict(parse_qsl(urlsplit(sim.callback_url(created["invoice_id"])).query))
+    legacy_url = "http://x/webhooks/qpay?" + urlencode(
+        {"session_id": query["session_id"], "token": query["token"]}
+    )
+    old_key = dependencies.webhook_keys().signing_key
+    monkeypatch.setenv("WEBHOOK_KEY_ID", "k2")
+    monkeypatch.setenv("WEBHOOK_SECRET", "rotated-key")
+    monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", f"k1:{old_key}")
+    dependencies.reset()
+
+    assert invoke("qpay_webhook", webhook_event(legacy_url)) == (200, "SUCCESS")
+    status, body = invoke("get_payment", get_event(query["session_id"]))
+    assert (status, body["status"]) == (200, "PROCESSED")
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["", "ñ" * 1000, "local ", "LOCAL", "k" * 100_000],
+    ids=["empty", "non-ascii", "space", "case", "huge"],
+)
+def test_a_hostile_or_wrong_key_id_is_a_plain_401(aws, sim, kid):
+    created = invoke("create_payment", create_event({"amount": 15000}))[1]
+    sim.pay(created["invoice_id"])
+    callback_url = sim.callback_url(created["invoice_id"])
+
+    status, body = invoke("qpay_webhook", webhook_event(callback_url, kid=kid))
+
+    assert status == 401, body
+    assert body["error"]["code"] == "UNAUTHORIZED"
+    # The same URL with its own kid is accepted
+    assert invoke("qpay_webhook", webhook_event(callback_url)) == (200, "SUCCESS")

@@ -5,6 +5,7 @@ queued (tests.support.run_reconcile), one invocation at a time."""
 
 import concurrent.futures
 import io
+import json
 import logging
 import os
 import time
@@ -111,6 +112,28 @@ class TestReconcile:
         run_job("reconcile")
         next_check = int(aws.session(created["session_id"])["next_check_at"]["N"])
         assert 110 <= next_check - time.time() <= 121
+
+    def test_the_dispatcher_publishes_how_long_the_oldest_due_session_has_waited(
+        self, empty_tables, sim, capsys
+    ):
+        aws = empty_tables
+        waiting, fresh = create_payment(), create_payment()
+        # Given one session due 20 minutes ago (the backlog) and one due now
+        set_attributes(aws, waiting["session_id"], next_check_at=int(time.time()) - 1200)
+        context = LambdaContext(function_name="ReconcileFunction", remaining_ms=60_000)
+        capsys.readouterr()
+
+        summary = handler("reconcile").lambda_handler(sample_event("reconcile"), context)
+
+        assert 1200 <= summary["gauges"]["ReconcileOldestDueSeconds"] < 1260
+        assert summary["gauges"]["ReconcilePriorityOldestDueSeconds"] == 0
+        # The metric CloudWatch gets (EMF on stdout), which the backlog alarm watches
+        emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        published = [line["ReconcileOldestDueSeconds"] for line in emf if "ReconcileOldestDueSeconds" in line]
+        assert len(published) == 1
+        assert 1200 <= published[0][0] < 1260
+        assert fresh["session_id"] != waiting["session_id"]
+        drain_reconcile_queues()
 
     def test_only_due_sessions_are_read_out_of_ten_thousand(self, empty_tables, sim):
         aws = empty_tables

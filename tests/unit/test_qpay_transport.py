@@ -1,5 +1,7 @@
 """Timeouts, bounded retries and typed errors of the QPay client, with a scripted HTTP session."""
 
+import json
+
 import pytest
 import requests
 
@@ -332,6 +334,41 @@ def test_a_payment_check_with_null_paid_amount_is_read_not_a_transport_error():
 def test_a_meaningless_payment_check_is_a_typed_error_naming_the_field(body, field):
     with pytest.raises(QPayUnexpectedAnswer, match=rf"payment check that cannot be read \({field}\)"):
         _check(body)
+
+
+def test_every_answered_request_is_timed_and_a_request_that_never_left_is_not():
+    # Given QPay answering 503 once, then 200; and a connect timeout before either
+    session = ScriptedSession(requests.ConnectTimeout(), FakeResponse(503), FakeResponse(200, {"ok": 1}))
+    timings: list[float] = []
+    qpay = QPayTransport(
+        "http://qpay.test/v2",
+        connect_timeout=3.05,
+        read_timeout=10,
+        max_attempts=4,
+        budget_seconds=20,
+        session=session,
+        sleep=lambda seconds: None,
+        observe=timings.append,
+    )
+
+    qpay.send("POST", "/payment/check", idempotent=True)
+
+    # Then the two answers are timed (the QPayLatency metric), the timeout is not
+    assert len(timings) == 2
+    assert all(0 <= milliseconds < 1000 for milliseconds in timings)
+
+
+def test_the_lambda_transport_publishes_qpay_latency_as_a_metric(capsys):
+    from qpay_common.observability import qpay_latency
+
+    qpay_latency(123.4)
+
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert line["QPayLatency"] in (123.4, [123.4])
+    assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [
+        {"Name": "QPayLatency", "Unit": "Milliseconds"}
+    ]
+    assert line["service"] == "qpay-payments"
 
 
 def test_the_default_session_keeps_a_connection_for_every_job_thread():

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from local.template import load_template, load_yaml
+from local.template import Resolver, load_template, load_yaml
 from qpay_common.domain import PaymentSession
 from qpay_common.tables import BY_USER_ATTRIBUTES, SessionItem
 from tests.support import ROOT, TEMPLATE
@@ -349,3 +349,422 @@ class TestDataLayout:
                 pins[match.group(1)] = match.group(2)
         assert set(pins) == {"boto3", "botocore"}
         assert pins["boto3"] == pins["botocore"]
+
+
+# Launch readiness (issue 10): logs, alarms, dashboard, SnapStart, event delivery, stages.
+
+HTTP_FUNCTIONS = {
+    name
+    for name, function in functions().items()
+    if any(event["Type"] == "HttpApi" for event in (function["Properties"].get("Events") or {}).values())
+}
+MERCHANT_ENDPOINT = {
+    "MerchantEndpointUrl": "https://orders.shop.example/qpay/events",
+    "MerchantEndpointApiKeySecretArn": "arn:aws:secretsmanager:ap-east-1:123456789012:secret:merchant-AbCdEf",
+}
+
+
+def of_type(resource_type):
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == resource_type}
+
+
+def alarm_metrics(alarm):
+    """(namespace, metric name, dimensions) of every metric an alarm reads, math included."""
+    properties = alarm["Properties"]
+    if "MetricName" in properties:
+        stats = [
+            {
+                "Namespace": properties["Namespace"],
+                "MetricName": properties["MetricName"],
+                "Dimensions": properties.get("Dimensions", []),
+            }
+        ]
+    else:
+        stats = [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
+    return [
+        (s["Namespace"], s["MetricName"], {d["Name"]: d["Value"] for d in s.get("Dimensions", [])})
+        for s in stats
+    ]
+
+
+def alarms_on(namespace, metric, **dimensions):
+    return [
+        name
+        for name, alarm in of_type("AWS::CloudWatch::Alarm").items()
+        if any(
+            (ns, mn) == (namespace, metric) and all(dims.get(k) == v for k, v in dimensions.items())
+            for ns, mn, dims in alarm_metrics(alarm)
+        )
+    ]
+
+
+def emitted_dimensions(emit):
+    """The dimension names CloudWatch gets for a metric the code emits (EMF printed to stdout)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        emit()
+    [line] = [json.loads(line) for line in out.getvalue().splitlines() if '"_aws"' in line]
+    [dimensions] = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    return {name: line[name] for name in dimensions}
+
+
+class TestLogs:
+    def test_every_function_logs_json_to_its_own_group_kept_log_retention_days(self):
+        assert RAW["Parameters"]["LogRetentionDays"]["Default"] == 30
+        groups = []
+        for name, function in functions().items():
+            group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup", name
+            assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+            groups.append(group)
+        assert len(groups) == len(set(groups)) == 12
+        logging = RAW["Globals"]["Function"]["LoggingConfig"]
+        assert logging["LogFormat"] == "JSON"
+        assert logging["SystemLogLevel"] == {"Ref": "SystemLogLevel"}
+        assert "ApplicationLogLevel" in logging
+
+    def test_lambda_never_drops_the_metric_lines_whatever_the_log_level(self):
+        # EMF lines carry no level, which Lambda reads as INFO: the application level stays at
+        # INFO or below for every LogLevel, and Powertools filters the rest itself.
+        levels = RAW["Mappings"]["LambdaLogLevels"]
+        assert set(levels) == set(RAW["Parameters"]["LogLevel"]["AllowedValues"])
+        assert {level["Application"] for level in levels.values()} <= {"DEBUG", "INFO"}
+        assert RAW["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == {
+            "Ref": "LogLevel"
+        }
+
+    def test_log_groups_are_named_by_stage(self):
+        prod = Resolver(RAW, {"Stage": "prod"})
+        name = prod.resolve(RESOURCES["CreatePaymentLogGroup"]["Properties"]["LogGroupName"])
+        assert name.startswith("/qpay-payments/prod/")
+
+    def test_the_api_writes_json_access_logs_without_query_strings_or_personal_data(self):
+        settings = RESOURCES["HttpApi"]["Properties"]["AccessLogSettings"]
+        group = settings["DestinationArn"]["Fn::GetAtt"][0]
+        assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        line = json.loads(settings["Format"])
+        assert {"requestId", "routeKey", "status", "latencyMs", "integrationError"} <= set(line)
+        # Callback URLs carry their token in the query string; IPs and JWT claims are personal
+        for never in (
+            "$context.path",
+            "querystring",
+            "sourceIp",
+            "claims",
+            '$context.identity.user"',
+            "$context.identity.caller",
+        ):
+            assert never not in settings["Format"]
+
+
+class TestAlarms:
+    def test_every_function_has_an_errors_and_a_throttles_alarm_to_the_alarm_topic(self):
+        for name in functions():
+            errors = alarms_on("AWS/Lambda", "Errors", FunctionName={"Ref": name})
+            throttles = alarms_on("AWS/Lambda", "Throttles", FunctionName={"Ref": name})
+            assert errors, name
+            assert throttles, name
+            for alarm in errors + throttles:
+                assert RESOURCES[alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    def test_dynamodb_throttles_of_every_table_raise_one_alarm(self):
+        for table in ("SessionsTable", "OrdersTable", "CacheTable"):
+            for kind in ("ReadThrottleEvents", "WriteThrottleEvents"):
+                assert alarms_on("AWS/DynamoDB", kind, TableName={"Ref": table}) == ["DynamoDbThrottlesAlarm"]
+
+    def test_the_api_5xx_rate_and_p99_latency_are_alarmed(self):
+        rate = RESOURCES["Api5xxRateAlarm"]["Properties"]
+        assert alarm_metrics(RESOURCES["Api5xxRateAlarm"]) == [
+            ("AWS/ApiGateway", "5xx", {"ApiId": {"Ref": "HttpApi"}, "Stage": "$default"}),
+            ("AWS/ApiGateway", "Count", {"ApiId": {"Ref": "HttpApi"}, "Stage": "$default"}),
+        ]
+        assert "100 * FILL(errors, 0) / requests" in rate["Metrics"][0]["Expression"]
+        latency = RESOURCES["ApiLatencyAlarm"]["Properties"]
+        assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("Latency", "p99")
+
+    def test_the_payment_check_failure_rate_reads_the_metrics_settlement_emits(self):
+        from qpay_common.observability import count
+
+        [(_, _, failed), (_, _, checks)] = alarm_metrics(RESOURCES["PaymentCheckFailureAlarm"])
+        assert failed == emitted_dimensions(lambda: count("QPayErrors", operation="payment_check"))
+        assert checks == emitted_dimensions(lambda: count("QPayCalls", operation="payment_check"))
+        source = (ROOT / "layers/qpay_common/qpay_common/settlement.py").read_text()
+        assert 'count("QPayCalls", operation="payment_check")' in source
+        assert 'count("QPayErrors", operation="payment_check")' in source
+
+    def test_the_reconcile_backlog_alarms_read_what_the_dispatcher_publishes(self):
+        from qpay_common.observability import metrics
+        from qpay_common.scheduled import JobSummary
+
+        summary = JobSummary(job="reconcile", gauges={"ReconcileOldestDueSeconds": 5.0})
+        metrics.clear_metrics()
+        summary.publish()
+        published = metrics.serialize_metric_set()
+        metrics.clear_metrics()
+        [(namespace, metric, dimensions)] = alarm_metrics(RESOURCES["ReconcileOldestDueAlarm"])
+        assert (namespace, metric) == ("QPayPayments", "ReconcileOldestDueSeconds")
+        assert dimensions == {"service": published["service"]}
+        assert published["ReconcileOldestDueSeconds"] == [5.0]
+        # A dispatcher that stopped running is an alarm too
+        assert RESOURCES["ReconcileOldestDueAlarm"]["Properties"]["TreatMissingData"] == "breaching"
+
+    def test_thresholds_a_merchant_tunes_are_parameters(self):
+        for alarm in (
+            "Api5xxRateAlarm",
+            "ApiLatencyAlarm",
+            "PaymentCheckFailureAlarm",
+            "ReconcileOldestDueAlarm",
+            "DynamoDbThrottlesAlarm",
+            "CreatePaymentErrorsAlarm",
+            "CreatePaymentThrottlesAlarm",
+        ):
+            threshold = RESOURCES[alarm]["Properties"]["Threshold"]
+            assert threshold["Ref"] in RAW["Parameters"], alarm
+
+    def test_the_dashboard_shows_only_metrics_the_code_emits(self):
+        body = Resolver(RAW).resolve(RESOURCES["PaymentsDashboard"]["Properties"]["DashboardBody"])
+        widgets = json.loads(body)["widgets"]
+        titles = " / ".join(widget["properties"]["title"] for widget in widgets)
+        for wanted in (
+            "created, confirmed, fulfilled",
+            "Confirmation source",
+            "Late payments",
+            "Ebarimt",
+            "QPay errors",
+            "QPay latency",
+            "Cold starts",
+            "Reconcile backlog",
+        ):
+            assert wanted in titles
+        ours = {
+            metric[1]
+            for widget in widgets
+            for metric in widget["properties"]["metrics"]
+            if isinstance(metric[0], str) and metric[0] == "QPayPayments"
+        }
+        layer = "".join(p.read_text() for p in (ROOT / "layers/qpay_common/qpay_common").glob("*.py"))
+        powertools = {"ColdStart"}
+        for metric in ours - powertools:
+            assert f'"{metric}"' in layer, f"the dashboard shows {metric}, which no code emits"
+
+
+class TestSnapStart:
+    def test_http_functions_publish_an_alias_with_snapstart_and_the_others_do_not(self):
+        assert len(HTTP_FUNCTIONS) == 8
+        for name, function in functions().items():
+            properties = function["Properties"]
+            if name in HTTP_FUNCTIONS:
+                assert properties["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
+                assert properties["AutoPublishAlias"] == "live", name
+            else:
+                assert "SnapStart" not in properties, name
+                assert "AutoPublishAlias" not in properties, name
+        assert RAW["Globals"]["Function"]["Runtime"] >= "python3.12"
+
+    def test_sam_points_every_route_and_its_permission_at_the_alias(self):
+        transformed = sam_transform()
+        [api] = [r for r in transformed.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+        uris = [
+            json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+            for operations in api["Properties"]["Body"]["paths"].values()
+            for operation in operations.values()
+        ]
+        assert uris
+        assert all(re.search(r"\$\{[A-Za-z]+FunctionAliaslive\}", uri) for uri in uris), uris
+        permissions = [r for r in transformed.values() if r["Type"] == "AWS::Lambda::Permission"]
+        http_permissions = [
+            p for p in permissions if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        ]
+        assert http_permissions
+        assert all(p["Properties"]["FunctionName"]["Ref"].endswith("Aliaslive") for p in http_permissions)
+
+    def test_handlers_open_no_connection_and_start_no_thread_at_import(self):
+        # What runs at import is in the snapshot every restored environment shares: a socket or
+        # a thread started there would be shared (or dead) after a restore.
+        import subprocess
+        import sys
+
+        probe = """
+import importlib.util, socket, sys, threading
+opened = []
+socket.socket.connect = lambda self, *a: opened.append(a)
+threading.Thread.start = lambda self: opened.append(self.name)
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+spec = importlib.util.spec_from_file_location("handler", sys.argv[3])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(len(opened))
+"""
+        template = load_template(TEMPLATE)
+        for name in sorted(HTTP_FUNCTIONS):
+            spec = template.function(name)
+            module, _ = spec.module_and_attribute
+            module_file = spec.code_uri.joinpath(*module.split(".")).with_suffix(".py")
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    probe,
+                    str(ROOT / "layers/qpay_common"),
+                    str(spec.code_uri),
+                    str(module_file),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+                env={
+                    "POWERTOOLS_SERVICE_NAME": "qpay-payments",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "PATH": "/usr/bin:/bin",
+                },
+            )
+            assert result.stdout.strip().splitlines()[-1] == "0", (name, result.stdout)
+
+    def test_retry_jitter_does_not_come_from_random_module_state(self):
+        # Environments restored from one snapshot share random's state; SystemRandom reads the OS.
+        import random
+
+        from qpay_common import qpay_client
+
+        assert isinstance(qpay_client._JITTER, random.SystemRandom)
+        source = (ROOT / "layers/qpay_common/qpay_common/qpay_client.py").read_text()
+        assert "random.uniform" not in source
+        assert "random.random(" not in source
+
+
+def sam_transform(parameters=None):
+    """template.yaml as SAM would deploy it: SAM's own translator, offline, in .venv-sam (it pins
+    a pydantic older than the layer's), through tests/sam_transform.py."""
+    import subprocess
+
+    python = ROOT / ".venv-sam" / "bin" / "python"
+    assert python.exists(), "SAM's venv is missing: run `make install` (make unit installs it)"
+    result = subprocess.run(
+        [str(python), str(ROOT / "tests" / "sam_transform.py"), json.dumps(parameters or {})],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+class TestEventDelivery:
+    def test_the_bus_archives_every_payments_event_for_a_parameter_of_days(self):
+        archive = RESOURCES["PaymentsArchive"]["Properties"]
+        assert archive["SourceArn"] == {"Fn::GetAtt": ["PaymentsBus", "Arn"]}
+        assert archive["EventPattern"] == {"source": ["qpay.payments"]}
+        assert archive["RetentionDays"] == {"Ref": "EventArchiveRetentionDays"}
+        assert RAW["Parameters"]["EventArchiveRetentionDays"]["Default"] > 0
+
+    def test_payment_completed_always_reaches_the_merchant_queue_with_retries_and_a_dead_letter_queue(self):
+        rule = Resolver(RAW).resolve(RESOURCES["PaymentCompletedRule"]["Properties"])
+        assert rule["EventPattern"] == {"source": ["qpay.payments"], "detail-type": ["PaymentCompleted"]}
+        [queue] = rule["Targets"]
+        assert queue["Arn"].endswith(":MerchantEventsQueue")
+        assert queue["DeadLetterConfig"]["Arn"].endswith(":EventDeliveryDeadLetterQueue")
+        assert queue["RetryPolicy"]["MaximumEventAgeInSeconds"] == 86400
+        assert alarms_on(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            QueueName={"Fn::GetAtt": ["EventDeliveryDeadLetterQueue", "QueueName"]},
+        )
+
+    API_DESTINATION_PARTS = (
+        "MerchantConnection",
+        "MerchantApiDestination",
+        "MerchantApiDestinationRole",
+        "MerchantEndpointDeadLetterQueue",
+        "MerchantEndpointDeadLetterAlarm",
+    )
+
+    def test_without_a_merchant_endpoint_no_api_destination_is_created(self):
+        resolver = Resolver(RAW)
+        assert not any(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
+        assert len(resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])) == 1
+
+    def test_with_a_merchant_endpoint_the_api_destination_is_wired_with_its_own_dead_letter_queue(self):
+        resolver = Resolver(RAW, MERCHANT_ENDPOINT)
+        assert all(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
+        targets = resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])
+        [endpoint] = [t for t in targets if t["Id"] == "MerchantEndpoint"]
+        assert endpoint["Arn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestination", "Arn"]})
+        assert endpoint["RoleArn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestinationRole", "Arn"]})
+        assert endpoint["DeadLetterConfig"]["Arn"].endswith(":MerchantEndpointDeadLetterQueue")
+        assert endpoint["RetryPolicy"] == {"MaximumRetryAttempts": "185", "MaximumEventAgeInSeconds": 86400}
+        destination = resolver.resolve(RESOURCES["MerchantApiDestination"]["Properties"])
+        assert destination["InvocationEndpoint"] == MERCHANT_ENDPOINT["MerchantEndpointUrl"]
+        assert destination["HttpMethod"] == "POST"
+        connection = resolver.resolve(RESOURCES["MerchantConnection"]["Properties"])
+        # The key is read from the merchant's secret at deploy time, never a parameter value
+        assert connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"] == (
+            "{{resolve:secretsmanager:"
+            + MERCHANT_ENDPOINT["MerchantEndpointApiKeySecretArn"]
+            + ":SecretString:api_key}}"
+        )
+        role = resolver.resolve(RESOURCES["MerchantApiDestinationRole"]["Properties"])
+        [statement] = role["Policies"][0]["PolicyDocument"]["Statement"]
+        assert statement["Action"] == "events:InvokeApiDestination"
+        # EventBridge may write to the endpoint's dead-letter queue, for this rule only
+        policy = resolver.resolve(RESOURCES["EventDeliveryQueuePolicy"]["Properties"])
+        assert any(q.endswith("/MerchantEndpointDeadLetterQueue") for q in policy["Queues"])
+        # SAM passes it through as is, for CloudFormation to create only under its condition
+        transformed = sam_transform(MERCHANT_ENDPOINT)
+        assert all(
+            transformed[part]["Condition"] == "HasMerchantEndpoint" for part in self.API_DESTINATION_PARTS
+        )
+
+    def test_an_endpoint_without_its_key_is_refused_by_a_rule(self):
+        rule = RAW["Rules"]["MerchantEndpointNeedsItsKey"]
+        assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MerchantEndpointUrl"}, ""]}]}
+        assert "MerchantEndpointApiKeySecretArn" in json.dumps(rule["Assertions"])
+
+
+class TestStages:
+    def test_prod_protects_the_tables_from_deletion_and_dev_does_not(self):
+        for stage, protected in (("prod", True), ("dev", False)):
+            resolver = Resolver(RAW, {"Stage": stage})
+            for table in ("SessionsTable", "OrdersTable", "CacheTable"):
+                resolved = resolver.resolve(RESOURCES[table]["Properties"]["DeletionProtectionEnabled"])
+                assert resolved is protected, (stage, table)
+
+    def test_the_local_stack_still_reads_the_template_in_both_stages(self):
+        for stage in ("dev", "prod"):
+            template = load_template(TEMPLATE, {"Stage": stage})
+            assert len(template.functions) == 12
+            assert "MerchantEventsQueue" in template.queues
+
+    def test_samconfig_has_a_dev_and_a_prod_environment(self):
+        import tomllib
+
+        config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+        for stage in ("dev", "prod"):
+            deploy = config[stage]["deploy"]["parameters"]
+            assert f"Stage={stage}" in deploy["parameter_overrides"]
+            assert stage in config[stage]["global"]["parameters"]["stack_name"]
+        assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+
+
+class TestTemplateLintSuppressions:
+    def test_every_checkov_skip_names_its_check_and_says_why_in_one_line(self):
+        skips = [
+            (name, skip)
+            for name, resource in RESOURCES.items()
+            for skip in ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip", [])
+        ]
+        assert skips
+        for name, skip in skips:
+            assert re.fullmatch(r"CKV_AWS_[0-9]+", skip["id"]), name
+            assert len(skip["comment"]) > 20, (name, skip["id"])
+            assert "\n" not in skip["comment"], (name, skip["id"])
+
+    def test_make_lint_runs_cfn_lint_and_checkov_pinned(self):
+        makefile = (ROOT / "Makefile").read_text()
+        lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+        assert "cfn-lint checkov" in lint
+        assert re.search(r"^cfn-lint==[0-9.]+$", (ROOT / "requirements/dev.txt").read_text(), re.M)
+        assert re.search(r"^checkov==[0-9.]+$", (ROOT / "requirements/checkov.txt").read_text(), re.M)

@@ -84,6 +84,25 @@ class TestSettlement:
 
         assert "check_payment" not in world.qpay.calls
 
+    def test_a_callback_url_names_its_key_and_a_token_of_another_key_is_refused(self, world):
+        session = world.create()
+        world.qpay.pay(session.invoice_id, 15000)
+        token = world.token(session.session_id)
+
+        with pytest.raises(Unauthorized):
+            world.settlement.handle_callback(session.session_id, token, "k9")
+
+        assert "check_payment" not in world.qpay.calls
+        assert world.sessions.get(session.session_id).status == S.PENDING
+        assert world.settlement.handle_callback(session.session_id, token, "k1").status == S.PROCESSED
+
+    def test_the_invoice_callback_url_carries_the_current_key_id(self, world):
+        session = world.create()
+
+        callback = world.qpay.invoices[session.invoice_id]["callback_url"]
+        assert callback.endswith("&kid=k1")
+        assert unit_webhook_keys().current_key_id == "k1"
+
     def test_a_callback_for_an_unknown_session_is_not_found(self, world):
         with pytest.raises(SessionNotFound):
             world.settlement.handle_callback("ps_missing", world.token("ps_missing"))
@@ -446,6 +465,46 @@ class TestReconcileDispatch:
         assert outcomes == ["finished", "still_open", "still_open", "still_open"]
         assert world.stored(paid.session_id).status == S.PROCESSED
         assert world.dispatcher.dispatch(60).outcomes == {"queued": 2}
+
+    def test_each_run_measures_how_long_the_oldest_due_session_has_waited(self):
+        from qpay_common.observability import metrics
+
+        world = World(RECONCILE_MAX_QUEUED="2")
+        assert world.dispatcher.dispatch(60).gauges == {
+            "ReconcilePriorityOldestDueSeconds": 0.0,
+            "ReconcileOldestDueSeconds": 0.0,
+        }
+        for n in range(5):
+            world.create(amount=100 + n)
+            world.clock.advance(seconds=60)
+        # The first run queues two (the oldest); the queue is then full, and nothing drains it
+        first = world.dispatcher.dispatch(60)
+        world.clock.advance(minutes=10)
+        metrics.clear_metrics()
+
+        second = world.dispatcher.dispatch(60)
+
+        # The first session was due 5 minutes before the first run
+        assert first.gauges["ReconcileOldestDueSeconds"] == 300.0
+        # Then the three left behind keep waiting: the oldest of them for more than 10 minutes
+        now = world.clock.epoch()
+        left = [
+            item["next_check_at"] for item in world.sessions.items.values() if item["next_check_at"] <= now
+        ]
+        assert len(left) == 3
+        assert second.outcomes == {"queue_full": 1}
+        waited = now - min(left)
+        assert waited >= 780
+        assert second.gauges == {
+            "ReconcilePriorityOldestDueSeconds": 0.0,
+            "ReconcileOldestDueSeconds": waited,
+        }
+        # And it is published as a CloudWatch metric (EMF), which ReconcileOldestDueAlarm watches
+        emitted = metrics.serialize_metric_set()
+        definitions = {m["Name"]: m["Unit"] for m in emitted["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert definitions["ReconcileOldestDueSeconds"] == "Seconds"
+        assert emitted["ReconcileOldestDueSeconds"] == [waited]
+        metrics.clear_metrics()
 
     def test_a_paid_session_carries_the_priority_shard_key(self, world):
         session = world.create()

@@ -1,6 +1,11 @@
-import pytest
+from urllib.parse import parse_qs, urlsplit
 
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from qpay_common.credentials import WebhookKeys
 from qpay_common.webhook_security import callback_token, callback_url, is_valid_callback_token
+from tests.support import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -31,9 +36,47 @@ def test_a_token_made_with_any_key_still_in_the_secret_verifies():
     assert not is_valid_callback_token(["k2-secret"], "ps_abc", old_token)
 
 
-def test_callback_url_fits_qpays_255_characters_on_a_long_api_host():
+def test_callback_url_names_the_key_that_made_its_token():
+    url = callback_url("https://api.example.com", "s3cret", "ps_abc", key_id="k2")
+    query = parse_qs(urlsplit(url).query)
+    assert query["kid"] == ["k2"]
+    assert query["token"] == [callback_token("s3cret", "ps_abc")]
+
+
+def test_callback_url_fits_qpays_255_characters_on_a_long_api_host_with_the_longest_key_id():
     host = "https://abcdefghij.execute-api.ap-southeast-1.amazonaws.com"
-    assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32)) <= 255
+    assert len(callback_url(host, "k" * 48, "ps_" + "f" * 32, key_id="k" * 16)) <= 255
+
+
+def rotated_keys() -> WebhookKeys:
+    return WebhookKeys.from_secret({"current_key_id": "k2", "k1": "first-key", "k2": "second-key"})
+
+
+def test_a_url_naming_a_key_is_checked_against_that_key_only():
+    keys = rotated_keys()
+    old_token = callback_token("first-key", "ps_abc")
+    # The old URL names k1: it verifies with k1, and k1's token does not pass as k2's
+    assert is_valid_callback_token(keys.keys_for("k1"), "ps_abc", old_token)
+    assert not is_valid_callback_token(keys.keys_for("k2"), "ps_abc", old_token)
+    assert is_valid_callback_token(keys.keys_for("k2"), "ps_abc", callback_token("second-key", "ps_abc"))
+
+
+def test_a_url_without_a_key_id_verifies_against_every_key_and_an_unknown_id_against_none():
+    keys = rotated_keys()
+    assert keys.keys_for(None) == ["second-key", "first-key"]
+    for unknown in ("k3", "", "K1", "k1 ", "\ud800"):
+        assert keys.keys_for(unknown) == []
+    # Once k1 is dropped, URLs naming it are refused even with a once-valid token
+    dropped = WebhookKeys.from_secret({"current_key_id": "k2", "k2": "second-key"})
+    assert not is_valid_callback_token(
+        dropped.keys_for("k1"), "ps_abc", callback_token("first-key", "ps_abc")
+    )
+
+
+@pytest.mark.parametrize("key_id", ["k 1", "k&1", "k" * 17, "ключ", ""], ids=str)
+def test_a_key_id_that_cannot_travel_in_a_callback_url_is_refused(key_id):
+    with pytest.raises(ValidationError, match="key id"):
+        WebhookKeys(current_key_id=key_id, keys={key_id: SecretStr("x")})
 
 
 @pytest.mark.parametrize(
@@ -53,3 +96,36 @@ def test_a_hostile_token_is_refused_without_raising(token):
 )
 def test_a_hostile_session_id_is_refused_without_raising(session_id):
     assert is_valid_callback_token(["s3cret"], session_id, callback_token("s3cret", "ps_abc")) is False
+
+
+def test_a_rotation_reaches_a_warm_environment_within_the_secret_cache_age(monkeypatch):
+    from qpay_common import dependencies
+    from qpay_common.credentials import SECRET_MAX_AGE_SECONDS
+
+    # Given a warm environment that read the keys before a rotation
+    secret = {"current_key_id": "k1", "k1": "first-key"}
+    now = [1000.0]
+    keys = dependencies._Refreshed(
+        lambda: WebhookKeys.from_secret(secret), SECRET_MAX_AGE_SECONDS, lambda: now[0]
+    )
+    assert keys().current_key_id == "k1"
+    # When k2 is added and made current
+    secret.update({"current_key_id": "k2", "k2": "second-key"})
+    now[0] += SECRET_MAX_AGE_SECONDS - 1
+    assert keys().current_key_id == "k1"  # still the cached read
+    now[0] += 1
+    # Then new URLs are signed with k2 and callbacks naming k2 verify, without a new environment
+    assert keys().current_key_id == "k2"
+    assert is_valid_callback_token(keys().keys_for("k2"), "ps_abc", callback_token("second-key", "ps_abc"))
+
+
+def test_the_functions_read_the_keys_through_the_refreshed_loader_not_once():
+    from qpay_common import dependencies
+
+    assert isinstance(dependencies.webhook_keys, dependencies._Refreshed)
+    assert dependencies.webhook_keys._max_age_seconds == 60
+    source = (ROOT / "layers/qpay_common/qpay_common/dependencies.py").read_text()
+    # Creation, settlement and refunds get the loader itself, and call it per use
+    assert "PaymentCreation(settings(), webhook_keys," in source
+    assert "Settlement(webhook_keys," in source
+    assert "Refunds(webhook_keys," in source

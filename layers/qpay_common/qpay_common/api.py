@@ -23,7 +23,7 @@ from qpay_common import deadlines
 from qpay_common.domain import SESSION_ID_PATTERN
 from qpay_common.errors import ConfigurationError, Forbidden, PaymentError, Unauthorized
 from qpay_common.http_errors import error_body, lambda_error_response, status_for, validation_details
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import log_metrics, logger
 from qpay_common.request_body import (
     BodyRejected,
     UnsupportedMediaType,
@@ -172,7 +172,7 @@ def http_handler(*routers: Router) -> LambdaHandler:
     app = build_resolver(*routers)
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics
+    @log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:

@@ -7,6 +7,7 @@ client can see lacks an invoice; if QPay fails, the CREATING one is deleted (or 
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ class PaymentCreation:
     def __init__(
         self,
         settings: Settings,
-        webhook_keys: WebhookKeys,
+        webhook_keys: Callable[[], WebhookKeys],
         repository: SessionsRepository,
         cache: CacheStore,
         qpay: QPayClient,
@@ -142,14 +143,17 @@ class PaymentCreation:
     def _invoice_request(
         self, session_id: str, request: CreatePaymentRequest, callback_base_url: str
     ) -> InvoiceRequest:
-        secret = self._webhook_keys.signing_key
+        # Read per invoice (refreshed every few minutes): after a rotation, new URLs name the new key.
+        keys = self._webhook_keys()
         try:
             return InvoiceRequest(
                 invoice_code=self._settings.qpay_invoice_code,
                 sender_invoice_no=session_id,
                 invoice_description=request.description or f"Payment {session_id}",
                 amount=request.amount,
-                callback_url=callback_url(callback_base_url, secret, session_id),
+                callback_url=callback_url(
+                    callback_base_url, keys.signing_key, session_id, key_id=keys.current_key_id
+                ),
             )
         except ValidationError:
             # Only our own configuration (e.g. a base URL too long for QPay) can get here.

@@ -4,12 +4,16 @@ callback URLs). In AWS each is a Secrets Manager secret (QPAY_SECRET_ARN, WEBHOO
 locally they come from the environment.
 
 The webhook secret holds versioned keys, `{"current_key_id": "k2", "k1": "...", "k2": "..."}`:
-new callback URLs are signed with the current key, and a token made with any key in the secret
-verifies. Rotating is: add a key, make it current, and drop the old one once no open invoice
-carries it (README, "Deploy").
+new callback URLs are signed with the current key and carry its id (`kid=k2`); a callback is
+checked against the key it names, and one that names a key no longer in the secret is refused.
+URLs from before key ids (no `kid`) verify against any key in the secret. Warm functions see a
+change within SECRET_MAX_AGE_SECONDS and a minute (dependencies.webhook_keys), so rotating is: add a key; once
+every environment has it, make it current; drop the old one once no open invoice carries it
+(README, "Operating it").
 """
 
 import os
+import re
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
@@ -20,11 +24,15 @@ from qpay_common.settings import Settings
 
 SECRET_MAX_AGE_SECONDS = 300
 CURRENT_KEY_FIELD = "current_key_id"
-# Local key ids: WEBHOOK_SECRET is the current key, WEBHOOK_PREVIOUS_SECRETS (comma-separated)
-# the ones still accepted.
+# Locally: WEBHOOK_SECRET is the current key, its id WEBHOOK_KEY_ID (default "local");
+# WEBHOOK_PREVIOUS_SECRETS (comma-separated) the ones still accepted, each `id:key` so the URLs
+# that name it keep verifying (a bare key gets id previous-N and verifies only URLs without kid,
+# or naming previous-N).
 LOCAL_CURRENT_KEY_ID = "local"
 # The rotation keeps the current key and the one before it; more is left over from a rotation.
 EXPECTED_MAX_KEYS = 2
+# Key ids travel in every callback URL (QPay allows 255 characters): short and URL-safe.
+KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 class QPayCredentials(BaseModel):
@@ -46,6 +54,8 @@ class WebhookKeys(BaseModel):
             raise ValueError("current_key_id names no key")
         if any(not key.get_secret_value() for key in self.keys.values()):
             raise ValueError("a webhook key is empty")
+        if any(not KEY_ID_PATTERN.fullmatch(key_id) for key_id in self.keys):
+            raise ValueError("a key id is not 1-16 of A-Z a-z 0-9 _ -")
         return self
 
     @property
@@ -59,6 +69,14 @@ class WebhookKeys(BaseModel):
             key.get_secret_value() for key_id, key in self.keys.items() if key_id != self.current_key_id
         ]
         return [self.signing_key, *others]
+
+    def keys_for(self, key_id: str | None) -> list[str]:
+        """The keys a callback URL's token may be made with: the one its `kid` names, none if
+        that key is gone (or never was), every key if the URL predates key ids."""
+        if key_id is None:
+            return self.verification_keys
+        key = self.keys.get(key_id)
+        return [key.get_secret_value()] if key is not None else []
 
     @classmethod
     def from_secret(cls, secret: Mapping[str, object]) -> "WebhookKeys":
@@ -99,12 +117,16 @@ def load_webhook_keys(settings: Settings, environ: Mapping[str, str] | None = No
 
 
 def _local_webhook_keys(source: Mapping[str, str]) -> WebhookKeys:
-    keys: dict[str, object] = {LOCAL_CURRENT_KEY_ID: source.get("WEBHOOK_SECRET")}
+    current_key_id = source.get("WEBHOOK_KEY_ID") or LOCAL_CURRENT_KEY_ID
+    keys: dict[str, object] = {}
     previous = [
         part.strip() for part in source.get("WEBHOOK_PREVIOUS_SECRETS", "").split(",") if part.strip()
     ]
-    keys.update({f"previous-{number}": key for number, key in enumerate(previous, start=1)})
-    return WebhookKeys.model_validate({"current_key_id": LOCAL_CURRENT_KEY_ID, "keys": keys})
+    for number, entry in enumerate(previous, start=1):
+        key_id, separator, key = entry.partition(":")
+        keys.update({key_id.strip(): key.strip()} if separator else {f"previous-{number}": entry})
+    keys[current_key_id] = source.get("WEBHOOK_SECRET")
+    return WebhookKeys.model_validate({"current_key_id": current_key_id, "keys": keys})
 
 
 def _secret_json(secret_arn: str) -> dict[str, object]:

@@ -11,6 +11,7 @@ read the webhook keys. template.yaml gives each function only the secrets it use
 """
 
 import threading
+import time
 from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar
@@ -21,9 +22,15 @@ from qpay_common.admin_reports import AdminReports
 from qpay_common.cache import CacheStore
 from qpay_common.cancellation import Cancellation
 from qpay_common.creation import PaymentCreation
-from qpay_common.credentials import QPayCredentials, WebhookKeys, load_qpay_credentials, load_webhook_keys
+from qpay_common.credentials import (
+    QPayCredentials,
+    WebhookKeys,
+    load_qpay_credentials,
+    load_webhook_keys,
+)
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.events import EventPublisher
+from qpay_common.observability import qpay_latency
 from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
 from qpay_common.qpay_models import TokenGrant
 from qpay_common.queries import Queries
@@ -62,9 +69,39 @@ def qpay_credentials() -> QPayCredentials:
     return load_qpay_credentials(settings())
 
 
-@once
-def webhook_keys() -> WebhookKeys:
-    return load_webhook_keys(settings())
+class _Refreshed:
+    """A value re-read every `max_age_seconds`, not once per environment, so a key rotation
+    reaches warm environments."""
+
+    def __init__(
+        self,
+        load: Callable[[], WebhookKeys],
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._value: WebhookKeys | None = None
+        self._expires = 0.0
+
+    def __call__(self) -> WebhookKeys:
+        with _building:
+            now = self._clock()
+            if self._value is None or now >= self._expires:
+                self._value = self._load()
+                self._expires = now + self._max_age_seconds
+            return self._value
+
+    def cache_clear(self) -> None:
+        with _building:
+            self._value = None
+
+
+# Re-parsed every minute from the secret Powertools caches SECRET_MAX_AGE_SECONDS: a change to the
+# secret reaches every warm environment within SECRET_MAX_AGE_SECONDS + a minute.
+WEBHOOK_KEYS_REFRESH_SECONDS = 60
+webhook_keys = _Refreshed(lambda: load_webhook_keys(settings()), WEBHOOK_KEYS_REFRESH_SECONDS)
 
 
 def qpay_transport(config: Settings) -> QPayTransport:
@@ -74,6 +111,7 @@ def qpay_transport(config: Settings) -> QPayTransport:
         read_timeout=config.qpay_read_timeout_seconds,
         max_attempts=config.qpay_max_attempts,
         budget_seconds=config.qpay_call_budget_seconds,
+        observe=qpay_latency,
     )
 
 
@@ -137,7 +175,7 @@ def cancellation() -> Cancellation:
 
 @once
 def payment_creation() -> PaymentCreation:
-    return PaymentCreation(settings(), webhook_keys(), repository(), cache_store(), qpay_client())
+    return PaymentCreation(settings(), webhook_keys, repository(), cache_store(), qpay_client())
 
 
 @once

@@ -4,11 +4,34 @@ Tracer is deliberately absent: it imports the X-Ray SDK (~0.5 s of cold start he
 tracing is off; the template turns on Lambda's active tracing instead.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
 metrics = Metrics()
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def log_metrics(handler: Handler) -> Handler:
+    """Flush the invocation's metrics when the handler returns (or raises), and count a
+    ColdStart (by function_name) on an environment's first invocation: the dashboard's cold
+    starts, restores from a SnapStart snapshot included."""
+    return cast(Handler, metrics.log_metrics(handler, capture_cold_start_metric=True))
+
+
+def qpay_latency(milliseconds: float) -> None:
+    """How long QPay took to answer one request (QPayLatency, on the dashboard; no path
+    dimension, since paths hold invoice ids). One EMF line per call (single_metric): the
+    reconcile worker calls QPay from several threads at once, and the shared Metrics object is
+    not built for that."""
+    from aws_lambda_powertools.metrics import single_metric
+
+    with single_metric(name="QPayLatency", unit=MetricUnit.Milliseconds, value=milliseconds):
+        pass
 
 
 def count(name: str, **dimensions: str) -> None:

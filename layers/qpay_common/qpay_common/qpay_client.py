@@ -46,6 +46,10 @@ MAX_PAGES = 20
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# Retry jitter from the OS, not random's module state: under SnapStart every execution
+# environment restored from one snapshot would share that state and retry in lockstep.
+_JITTER = random.SystemRandom()
+
 
 def _parse(model: type[ModelT], body: Any, what: str) -> ModelT:
     try:
@@ -89,7 +93,10 @@ class QPayTransport:
         budget_seconds: float,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
+        """`observe(milliseconds)` is told how long each answered request took (the QPayLatency
+        metric in Lambda; nothing outside it)."""
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -97,6 +104,7 @@ class QPayTransport:
         self.budget_seconds = budget_seconds
         self.session = session or _pooled_session()
         self._sleep = sleep
+        self._observe = observe
 
     def send(
         self,
@@ -132,6 +140,7 @@ class QPayTransport:
                 break
             if remaining <= 0.05:
                 break
+            started = time.monotonic()
             try:
                 response = self.session.request(
                     method,
@@ -149,6 +158,8 @@ class QPayTransport:
                 if not idempotent:
                     raise last_error from None
             else:
+                if self._observe is not None:
+                    self._observe((time.monotonic() - started) * 1000)
                 if response.status_code < 400:
                     return _json_or_empty(response)
                 last_error = _error_from(response, method, path)
@@ -160,7 +171,7 @@ class QPayTransport:
                 extra={"qpay_path": path, "attempt": attempt, "error": str(last_error)},
             )
             if attempt < self.max_attempts:
-                pause = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+                pause = _JITTER.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
                 self._sleep(max(0.0, min(pause, deadline - time.monotonic() - 0.05)))
         raise last_error
 

@@ -35,7 +35,7 @@ from qpay_common import deadlines
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, PaymentStatus
 from qpay_common.errors import PaymentError, StaleSession
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import log_metrics, logger
 from qpay_common.reconcile_queues import ReconcileTask
 from qpay_common.repository import SessionsRepository
 from qpay_common.scheduled import JobSummary, LambdaHandler, run_concurrently
@@ -90,6 +90,7 @@ class ReconcileDispatcher:
 
     def _queue_due(self, queue: WorkQueue, priority: bool, summary: JobSummary, deadline: float) -> None:
         """Lease the due sessions of `queue`, as many as its SQS queue has room for, and send them."""
+        self._measure_backlog(queue, priority, summary)
         room = self._settings.reconcile_max_queued - self._queues.depth(priority=priority)
         if room <= 0:
             summary.outcomes["queue_full"] += 1
@@ -120,6 +121,16 @@ class ReconcileDispatcher:
         if not_sent:
             summary.outcomes["not_sent"] += not_sent
             logger.warning("Some leased sessions were not queued; due again when the lease ends")
+
+    def _measure_backlog(self, queue: WorkQueue, priority: bool, summary: JobSummary) -> None:
+        """How long the longest-waiting due session has waited (0 when none is due): the
+        ReconcileOldestDueSeconds metrics that the backlog alarms watch. Measured before leasing,
+        so a run that cannot queue (queue full, or the run failing after) still reports it."""
+        now = self._clock.now().timestamp()
+        oldest = self._repository.oldest_due(queue, int(now))
+        age = 0.0 if oldest is None else max(0.0, now - float(oldest))
+        name = "ReconcilePriorityOldestDueSeconds" if priority else "ReconcileOldestDueSeconds"
+        summary.gauges[name] = round(age, 3)
 
 
 class ReconcileWorker:
@@ -249,7 +260,7 @@ def reconcile_worker_handler(worker: Callable[[], ReconcileWorker]) -> LambdaHan
     """The entry point of the SQS-triggered worker; every QPay call fits into the invocation."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics
+    @log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:

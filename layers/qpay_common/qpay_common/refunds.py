@@ -219,7 +219,8 @@ class Refunds:
     def _callback_url(self, session_id: str, base_url: str | None) -> str | None:
         if not base_url:
             return None
-        return callback_url(base_url, self._webhook_keys().signing_key, session_id)
+        keys = self._webhook_keys()
+        return callback_url(base_url, keys.signing_key, session_id, key_id=keys.current_key_id)
 
     def _get(self, session_id: str) -> PaymentSession:
         session = self._repository.get(session_id)

@@ -134,10 +134,13 @@ class SessionsRepository(SessionStore):
             exclusive_start_key=start_key,
             limit=limit,
         )
+        items = page.get("Items", [])
         return DuePage(
-            session_ids=[item["session_id"]["S"] for item in page.get("Items", [])],
+            session_ids=[item["session_id"]["S"] for item in items],
             items_read=int(page.get("ScannedCount", 0)),
             next_key=page.get("LastEvaluatedKey"),
+            # KEYS_ONLY still holds the index's own sort key, the due value.
+            first_due=_attribute_value(items[0][queue.due_attribute]) if items else None,
         )
 
     def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
@@ -264,3 +267,10 @@ class SessionsRepository(SessionStore):
         if version:
             data["version"] = version
         return self._sessions(**data)
+
+
+def _attribute_value(attribute: Mapping[str, Any]) -> Any:
+    """A low-level DynamoDB attribute ({"N": "12"} or {"S": "..."}) as a number or a string."""
+    if "N" in attribute:
+        return float(attribute["N"])
+    return attribute.get("S")

@@ -25,7 +25,7 @@ from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain import PaymentSession, iso
 from qpay_common.ebarimt import EbarimtService
 from qpay_common.errors import PaymentError, StaleSession
-from qpay_common.observability import logger, metrics
+from qpay_common.observability import log_metrics, logger, metrics
 from qpay_common.repository import SessionsRepository
 from qpay_common.settings import Settings
 from qpay_common.state_machine import Event, allows
@@ -47,6 +47,8 @@ class JobSummary:
     seconds: float = 0.0
     # Due sessions read per shard: a starved shard shows as missing while others have many.
     per_shard: Counter[str] = field(default_factory=Counter)
+    # Measurements of the run (e.g. the age of the oldest due session), published in seconds.
+    gauges: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +59,7 @@ class JobSummary:
             "left_for_next_run": self.left_for_next_run,
             "seconds": round(self.seconds, 3),
             "per_shard": dict(sorted(self.per_shard.items())),
+            **({"gauges": dict(self.gauges)} if self.gauges else {}),
         }
 
     def publish(self) -> None:
@@ -66,6 +69,8 @@ class JobSummary:
         metrics.add_metric(name=f"{name}Due", unit=MetricUnit.Count, value=self.due)
         for outcome, number in self.outcomes.items():
             metrics.add_metric(name=f"{name}_{outcome}", unit=MetricUnit.Count, value=number)
+        for gauge, seconds in self.gauges.items():
+            metrics.add_metric(name=gauge, unit=MetricUnit.Seconds, value=seconds)
 
 
 def run_concurrently(
@@ -164,7 +169,7 @@ def scheduled_handler(job: Callable[[float], JobSummary]) -> LambdaHandler:
     and every QPay call made for it fits into that time."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics
+    @log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadlines.begin(context)
         try:

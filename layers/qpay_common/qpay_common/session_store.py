@@ -61,6 +61,9 @@ class DuePage:
     session_ids: list[str]
     items_read: int
     next_key: Any = None
+    # The due value of the page's first item (epoch seconds, or a timestamp for expire): the
+    # shard's oldest on a first page.
+    first_due: Any = None
 
 
 @dataclass
@@ -164,6 +167,19 @@ class SessionStore(abc.ABC):
                 else:
                     start_keys[shard_key] = page.next_key
         return due
+
+    def oldest_due(self, queue: WorkQueue, upper_bound: Any) -> Any:
+        """When the longest-waiting due session of `queue` became due (None: nothing is due):
+        one item from the start of each shard."""
+        firsts = [
+            page.first_due
+            for page in (
+                self.due_page(queue, shard_key, upper_bound, start_key=None, limit=1)
+                for shard_key in queue.all_shards()
+            )
+            if page.first_due is not None
+        ]
+        return min(firsts, default=None)
 
     # Creation
 

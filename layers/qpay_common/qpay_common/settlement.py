@@ -49,9 +49,12 @@ class Settlement:
         self._fault_hook = fault_hook
         self._emit_lease_seconds = emit_lease_seconds
 
-    def handle_callback(self, session_id: str | None, token: str | None) -> PaymentSession:
-        """QPay's callback is a hint to look; QPay's payment check is the proof."""
-        if not is_valid_callback_token(self._webhook_keys().verification_keys, session_id, token):
+    def handle_callback(
+        self, session_id: str | None, token: str | None, key_id: str | None = None
+    ) -> PaymentSession:
+        """QPay's callback is a hint to look; QPay's payment check is the proof. `key_id` is the
+        URL's `kid`: the token must be made with that key (None: a URL from before key ids)."""
+        if not is_valid_callback_token(self._webhook_keys().keys_for(key_id), session_id, token):
             raise Unauthorized("invalid callback token")
         assert session_id is not None  # checked by the token
         logger.append_keys(session_id=session_id)
@@ -69,6 +72,8 @@ class Settlement:
             return self.fulfil(session)
         if session.status not in PAYABLE or session.invoice_id is None:
             return session
+        # With QPayErrors{operation=payment_check}: the failure rate PaymentCheckFailureAlarm watches.
+        count("QPayCalls", operation="payment_check")
         try:
             check = self._qpay.check_payment(session.invoice_id)
         except QPayError as exc:
@@ -138,6 +143,7 @@ class Settlement:
 
     def _mark_processed(self, session: PaymentSession) -> PaymentSession:
         processed = self._repository.mark_processed(session, self._clock.now())
+        count("PaymentFulfilled")
         logger.info("Payment fulfilled", extra={"order_id": processed.order_id})
         return processed
 

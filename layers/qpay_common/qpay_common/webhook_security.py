@@ -1,6 +1,8 @@
 """The per-session secret in the callback URL. QPay callbacks carry no signature, so the URL we
 give QPay carries an HMAC of the session id; only QPay (and we) know it. URLs are signed with the
-current webhook key; a token made with any key still in the secret verifies (credentials.py)."""
+current webhook key and name it (`kid`), so a callback is checked against that one key; a URL
+made before key ids existed (no `kid`) verifies against any key still in the secret
+(credentials.py)."""
 
 import base64
 import hashlib
@@ -33,6 +35,9 @@ def is_valid_callback_token(secrets: Sequence[str], session_id: str | None, toke
     return any(matches)
 
 
-def callback_url(base_url: str, secret: str, session_id: str) -> str:
-    query = urlencode({"session_id": session_id, "token": callback_token(secret, session_id)})
+def callback_url(base_url: str, secret: str, session_id: str, *, key_id: str | None = None) -> str:
+    fields = {"session_id": session_id, "token": callback_token(secret, session_id)}
+    if key_id is not None:
+        fields["kid"] = key_id
+    query = urlencode(fields)
     return f"{base_url.rstrip('/')}/webhooks/qpay?{query}"
