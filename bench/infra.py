@@ -23,6 +23,7 @@ from local.dynamodb_local import DynamoDBLocal
 from local.endpoints import LocalPorts, free_port, local_client
 from local.environment import build_function_environment, child_process_environment
 from local.eventbridge import MotoServer, setup_event_buses
+from local.sqs import create_queues
 from local.template import FunctionSpec, Template, create_tables, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,6 +198,8 @@ def backends() -> Iterator[Backends]:
             running.append(part)
         create_tables(local_client("dynamodb", dynamodb.endpoint_url), TEMPLATE_PATH)
         setup_event_buses(moto.client("events"), moto.client("logs"), template)
+        # The reconcile dispatcher asks its queues' depth on its first invocation.
+        create_queues(moto.client("sqs"), template)
         yield Backends(template, ports, dynamodb, moto, simulator)
     finally:
         for part in reversed(running):
