@@ -146,7 +146,7 @@ contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed 
 
 # The OpenAPI function serves a document built with the code; a unit test says when to rebuild it.
 openapi: $(STAMPS)/venv ## Regenerate functions/openapi/openapi.json from the handlers' routers and models
-	@PYTHONPATH=.:layers/qpay_common $(PY) -m functions.openapi.app
+	@PYTHONPATH=.:layers/qpay_common $(PY) -m local.openapi_document
 
 # The table goes to stdout and, for comparing runs, to .bench/ as Markdown and JSON.
 BENCH_ARGS ?=

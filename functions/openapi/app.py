@@ -9,7 +9,6 @@ This function's code is the whole functions/ folder, so it can import the other 
 
 import importlib
 import json
-import sys
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -190,13 +189,3 @@ app = build_resolver(router, allowed_methods=documented_methods)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-
-def write_document() -> None:
-    """`make openapi`: generate the document and write DOCUMENT_FILE."""
-    DOCUMENT_FILE.write_text(json.dumps(generate_openapi_schema(), indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {DOCUMENT_FILE}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    write_document()
