@@ -20,44 +20,6 @@ from qpay_common.settings import Settings
 
 ModelT = TypeVar("ModelT", bound=Model)
 
-# What GET /payments returns (api_models.PaymentView), the operators' listing by user reads
-# (admin_models.AdminPaymentItem), and a PaymentSession needs besides the keys. The QR image,
-# deeplinks, items and metadata stay out: writing them does not write the index. template.yaml
-# declares the same list (a unit test keeps them equal).
-BY_USER_ATTRIBUTES = (
-    "status",
-    "version",
-    "amount",
-    "paid_amount",
-    "currency",
-    "description",
-    "invoice_id",
-    "payment_ids",
-    "order_id",
-    "updated_at",
-    "expires_at",
-    "paid_at",
-    "cancelled_at",
-    "expired_at",
-    "processed_at",
-    "late_payment",
-    "failure_reason",
-    "refund",
-    "ebarimt_status",
-    "ebarimt_receipt_id",
-    "ebarimt_qr_data",
-)
-
-
-class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
-    class Meta:
-        index_name = "by_user"
-        projection = IncludeProjection(non_attr_keys=list(BY_USER_ATTRIBUTES))
-
-    user_id = UnicodeAttribute(hash_key=True)
-    created_at = UnicodeAttribute(range_key=True)
-
-
 # What the by_status index copies besides its keys: the fields the operators' listing and summary
 # read (admin_models.AdminPaymentItem), not the QR image or the Ebarimt overrides.
 BY_STATUS_PROJECTED = (
@@ -81,6 +43,27 @@ BY_STATUS_PROJECTED = (
     "refund",
     "ebarimt_status",
 )
+
+
+# What GET /payments returns (api_models.PaymentView), the operators' listing by user reads (the
+# by_status fields, as admin_models.AdminPaymentItem), and a PaymentSession needs besides the
+# keys. The QR image, deeplinks, items and metadata stay out: writing them does not write the
+# index. template.yaml declares the same list (a unit test keeps them equal).
+BY_USER_ATTRIBUTES = (
+    "status",
+    *(name for name in BY_STATUS_PROJECTED if name != "user_id"),
+    "ebarimt_receipt_id",
+    "ebarimt_qr_data",
+)
+
+
+class SessionsByUser(GlobalSecondaryIndex["SessionItem"]):
+    class Meta:
+        index_name = "by_user"
+        projection = IncludeProjection(non_attr_keys=list(BY_USER_ATTRIBUTES))
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
 
 
 class SessionsByStatus(GlobalSecondaryIndex["SessionItem"]):
