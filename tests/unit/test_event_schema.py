@@ -76,7 +76,7 @@ def test_every_event_the_code_emits_matches_its_schema(world):
 
 
 def test_the_schema_lists_every_field_the_code_emits_and_requires_them(world):
-    # additionalProperties is false: a field added to events.py without the schema fails here
+    # additionalProperties is false: a field added to adapters/aws/events.py without the schema fails here
     for event in emitted(world):
         schema = json.loads((SCHEMAS / f"{event['detail-type']}.schema.json").read_text())
         detail = schema["$defs"]["detail"]

@@ -2,7 +2,7 @@
 
 Handlers never read os.environ; they get a Settings object. Secrets (QPay credentials, and the
 webhook HMAC keys) come from two Secrets Manager secrets in AWS (QPAY_SECRET_ARN,
-WEBHOOK_SECRET_ARN) and from the environment locally; see credentials.py.
+WEBHOOK_SECRET_ARN) and from the environment locally; see adapters/aws/secrets.py.
 """
 
 import os

@@ -97,7 +97,7 @@ class Refund(BaseModel):
 
 
 class PaymentSession(BaseModel):
-    """A payment session as stored; the repository returns these, never raw items."""
+    """A payment session as stored; the session store returns these, never raw items."""
 
     model_config = ConfigDict(frozen=True)
 

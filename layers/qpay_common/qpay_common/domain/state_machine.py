@@ -1,7 +1,7 @@
 """The payment session's state machine (ARCHITECTURE.md section 2) as data.
 
 One table lists every allowed transition (from, event, to). The use cases ask it before they
-write; the repository derives from the target status which scheduled jobs watch a session, so a
+write; the session store derives from the target status which scheduled jobs watch a session, so a
 new status is a row here plus the code that acts on it, not a set threaded through modules.
 """
 

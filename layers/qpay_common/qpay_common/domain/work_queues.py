@@ -1,7 +1,7 @@
 """The scheduled jobs' work queues: sparse DynamoDB indexes whose key attributes a session carries
 only while the work is due.
 
-The repository sets and removes those attributes in the same conditional update that changes the
+The session store sets and removes those attributes in the same conditional update that changes the
 session (from the state machine's WATCHED_BY), and the jobs query exactly the sessions that need
 them (never a Scan), so their cost grows with the work, not with the table.
 """

@@ -1,4 +1,4 @@
-"""pynamodb models of the three tables. Table names are bound from settings when a repository
+"""pynamodb models of the three tables. Table names are bound from settings when a store
 is built (bind()), never at import time."""
 
 from typing import Any, TypeVar, cast
