@@ -3,25 +3,30 @@ QPay, the event bus, the cache table, the reconcile queues and the webhook keys.
 implement them (adapters/...), the unit tests' fakes too (tests/fakes.py); the composition root
 chooses which."""
 
+from __future__ import annotations
+
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qpay_common.adapters.qpay.models import (
-    EbarimtReceipt,
-    Invoice,
-    InvoiceDetails,
-    InvoiceRequest,
-    PaymentCheck,
-    PaymentDetails,
-)
-from qpay_common.domain.callback_token import WebhookKeys
-from qpay_common.domain.session import Order, PaymentSession, Refund
+if TYPE_CHECKING:
+    # Only for the annotations: a function that never calls QPay (the reconcile dispatcher, the
+    # listing) does not load QPay's models for them.
+    from qpay_common.adapters.qpay.models import (
+        EbarimtReceipt,
+        Invoice,
+        InvoiceDetails,
+        InvoiceRequest,
+        PaymentCheck,
+        PaymentDetails,
+    )
+    from qpay_common.domain.callback_token import WebhookKeys
+    from qpay_common.domain.session import Order, PaymentSession, Refund
 
 # The webhook keys as they are now: read per use (a rotation reaches warm environments).
-WebhookKeySource = Callable[[], WebhookKeys]
+WebhookKeySource = Callable[[], "WebhookKeys"]
 
 
 class QPay(Protocol):
