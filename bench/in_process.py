@@ -4,6 +4,7 @@ operation, the token cache under 50 cold callers, and scheduled-job throughput."
 
 from __future__ import annotations
 
+import functools
 import statistics
 import threading
 import time
@@ -145,7 +146,7 @@ def _measure_calls(backends: Backends, operation: Callable[[], Any]) -> tuple[Co
 
 
 def calls_per_operation(backends: Backends) -> list[Row]:
-    from qpay_common import dependencies
+    from qpay_common import composition
 
     create()  # the token is cached now, as in a running deployment
     measured: dict[str, tuple[Counter[str], Counter[str]]] = {}
@@ -167,7 +168,7 @@ def calls_per_operation(backends: Backends) -> list[Row]:
 
     paid = create()
     backends.simulator.pay(paid["invoice_id"], callback=False)
-    jobs = dependencies.scheduled_jobs()
+    jobs = composition.scheduled_jobs()
     if hasattr(jobs, "_reconcile_one"):  # main's thread-pool reconcile (before issue 14's worker)
         measured["reconcile of one session (paid)"] = _measure_calls(
             backends,
@@ -205,11 +206,11 @@ def token_cache(backends: Backends, settings_env: dict[str, str]) -> list[Row]:
     """50 cold execution environments (each its own provider, client and connection) ask for the
     token at once with none cached: how many fetch one from QPay. Then one cached read against
     one fetch, timed."""
-    from qpay_common.cache import CacheStore
-    from qpay_common.dependencies import qpay_transport
-    from qpay_common.qpay_client import QPayAuthClient
+    from qpay_common.adapters.dynamodb.cache import DynamoDBCache
+    from qpay_common.adapters.qpay.client import QPayAuthClient
+    from qpay_common.adapters.qpay.token_cache import TOKEN_KEY, QPayTokenProvider
+    from qpay_common.composition import qpay_transport
     from qpay_common.settings import load_settings
-    from qpay_common.token_cache import TOKEN_KEY, QPayTokenProvider
 
     settings = load_settings(settings_env)
 
@@ -217,9 +218,9 @@ def token_cache(backends: Backends, settings_env: dict[str, str]) -> list[Row]:
         auth = QPayAuthClient(
             qpay_transport(settings), settings_env["QPAY_CLIENT_ID"], settings_env["QPAY_CLIENT_SECRET"]
         )
-        return QPayTokenProvider(CacheStore(settings), auth)
+        return QPayTokenProvider(DynamoDBCache(settings), auth)
 
-    CacheStore(settings).delete(TOKEN_KEY)
+    DynamoDBCache(settings).delete(TOKEN_KEY)
     # Built before the start line, as each environment would have its clients by then.
     providers = [provider() for _ in range(TOKEN_CALLERS)]
     before = backends.simulator.calls()
@@ -253,7 +254,7 @@ def token_cache(backends: Backends, settings_env: dict[str, str]) -> list[Row]:
         started = time.perf_counter()
         fresh.get_token()
         cached_ms.append((time.perf_counter() - started) * 1000)
-        CacheStore(settings).delete(TOKEN_KEY)
+        DynamoDBCache(settings).delete(TOKEN_KEY)
         fresh = provider()
         started = time.perf_counter()
         fresh.get_token()
@@ -315,20 +316,20 @@ def job_throughput(
     """Reconcile and expire runs over `sessions` due sessions, with every QPay call the job makes
     taking the given latency; throughput as a fraction of concurrency / latency. A warm-up run
     first, on sessions of its own."""
-    from qpay_common import dependencies
+    from qpay_common import composition
 
-    settings = dependencies.settings()
+    settings = composition.settings()
     concurrency = settings.job_concurrency
     rows = []
-    if not hasattr(dependencies.scheduled_jobs(), "reconcile"):
+    if not hasattr(composition.scheduled_jobs(), "reconcile"):
         rows.extend(reconcile_worker_throughput(backends, latencies_ms, sessions, progress))
     for latency in latencies_ms:
         for job in ("reconcile", "expire"):
-            if not hasattr(dependencies.scheduled_jobs(), job):
+            if not hasattr(composition.scheduled_jobs(), job):
                 continue
             backends.simulator.clear_faults()
             backends.recreate_tables()
-            dependencies.reset()
+            composition.reset()
             # A warm-up run first (its first create also caches the token): each pool thread
             # builds its HTTP connections once per execution environment, and a deployed job's
             # later runs find them built.
@@ -338,7 +339,7 @@ def job_throughput(
             # Reconcile's first check of a session is due a minute after creation; expiry after
             # SESSION_EXPIRY_MINUTES.
             ahead = timedelta(minutes=settings.session_expiry_minutes + 5)
-            jobs = dependencies.scheduled_jobs()
+            jobs = composition.scheduled_jobs()
             jobs._clock = ShiftedClock(ahead)  # the graph's own jobs, seeing the seeded sessions due
             run = getattr(jobs, job)
             if run(900.0).due != len(warm_up):
@@ -431,23 +432,23 @@ def reconcile_worker_throughput(
     in parallel. Ideal: batches at once x 10 / latency."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from qpay_common import dependencies
-    from qpay_common.reconcile import ReconcileDispatcher, ReconcileWorker
+    from qpay_common import composition
+    from qpay_common.usecases.reconcile import ReconcileDispatcher, ReconcileWorker
 
     environments = int(backends.template.parameters.get("ReconcileWorkerMaxConcurrency", 5))
     rows = []
     for latency in latencies_ms:
         backends.simulator.clear_faults()
         backends.recreate_tables()
-        dependencies.reset()
-        settings = dependencies.settings()
+        composition.reset()
+        settings = composition.settings()
         ahead = ShiftedClock(timedelta(minutes=settings.session_expiry_minutes + 5))
 
         def run(seeded: int, settings: Any = settings, clock: Any = ahead) -> tuple[int, float]:
             queues = _ListQueues()
-            repository = dependencies.repository()
+            repository = composition.graph().store
             ReconcileDispatcher(settings, repository, queues, clock=clock).dispatch(900.0)
-            worker = ReconcileWorker(settings, repository, dependencies.settlement(), clock=clock)
+            worker = ReconcileWorker(settings, repository, composition.settlement(), clock=clock)
             batches = _sqs_batches(queues.messages[True]) + _sqs_batches(queues.messages[False])
             started = time.monotonic()
             with ThreadPoolExecutor(environments) as pool:
@@ -493,18 +494,19 @@ def reconcile_worker_throughput(
 
 
 def first_invocation_events(backends: Backends) -> dict[str, Callable[[], dict[str, Any]]]:
-    """Each function's first event for the cold-start probes (fresh sessions where it acts)."""
-    get_session = create()
+    """Each function's first event for the cold-start probes (fresh sessions where it acts). Only
+    the events asked for are made (a session is created on first use)."""
+    get_session = functools.cache(create)
     reconcile_event = sample_event("reconcile")
     events: dict[str, Callable[[], dict[str, Any]]] = {
         "CreatePaymentFunction": lambda: create_event({"amount": 15000}),
-        "GetPaymentFunction": lambda: get_event(get_session["session_id"]),
+        "GetPaymentFunction": lambda: get_event(get_session()["session_id"]),
         "ListPaymentsFunction": lambda: list_event(limit="20"),
         "CancelPaymentFunction": lambda: cancel_event(create()["session_id"]),
         "QPayWebhookFunction": lambda: paid_callback(backends)[1],
         "AdminFunction": lambda: admin_event("GET", "/admin/payments"),
         "OpenApiFunction": lambda: sample_event("openapi"),
-        "CheckoutFunction": lambda: checkout_event(get_session["session_id"]),
+        "CheckoutFunction": lambda: checkout_event(get_session()["session_id"]),
         "ReconcileFunction": lambda: reconcile_event,
         "ReconcileWorkerFunction": lambda: sample_event("reconcile_worker"),
         "ExpireFunction": lambda: sample_event("expire"),

@@ -50,7 +50,7 @@ class QPayCallTimer:
         self._original: Any = None
 
     def __enter__(self) -> QPayCallTimer:
-        from qpay_common.qpay_client import QPayTransport
+        from qpay_common.adapters.qpay.client import QPayTransport
 
         original = QPayTransport.send
         timer = self
@@ -70,7 +70,7 @@ class QPayCallTimer:
         return self
 
     def __exit__(self, *_: object) -> None:
-        from qpay_common.qpay_client import QPayTransport
+        from qpay_common.adapters.qpay.client import QPayTransport
 
         QPayTransport.send = self._original  # type: ignore[method-assign]
 
@@ -214,13 +214,13 @@ def function_environment(backends: Backends, function_name: str) -> Iterator[dic
     env = backends.environment(function_name)
     os.environ.clear()
     os.environ.update(env)
-    from qpay_common import dependencies
+    from qpay_common import composition
 
-    dependencies.reset()
+    composition.reset()
     try:
         yield env
     finally:
-        dependencies.reset()
+        composition.reset()
         os.environ.clear()
         os.environ.update(saved)
 

@@ -200,7 +200,7 @@ class LocalStack:
     def _start_simulator(self, handler_environment: dict[str, str]) -> None:
         health_url = f"{self.ports.simulator_url}/_sim/health"
         environment = child_process_environment(self.ports)
-        # It answers with QPay's error codes from the layer (qpay_common.qpay_codes).
+        # It answers with QPay's error codes from the layer (qpay_common.adapters.qpay.codes).
         environment["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(SIMULATOR_PYTHONPATH), environment.get("PYTHONPATH", "")) if part
         )

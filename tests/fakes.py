@@ -12,11 +12,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from qpay_common.clock import Clock
-from qpay_common.credentials import WebhookKeys
-from qpay_common.domain import Order, PaymentSession, PaymentStatus
-from qpay_common.errors import DuplicateSettlement, QPayRejected, StaleSession
-from qpay_common.qpay_models import (
+from qpay_common.adapters.qpay.errors import QPayRejected
+from qpay_common.adapters.qpay.models import (
     EbarimtReceipt,
     Invoice,
     InvoiceDetails,
@@ -24,11 +21,15 @@ from qpay_common.qpay_models import (
     PaymentDetails,
     PaymentRow,
 )
-from qpay_common.reconcile_queues import ReconcileTask
-from qpay_common.session_listing import Position, Stream
-from qpay_common.session_store import CURSOR_FIELDS, DuePage, SessionStore, decode_cursor, encode_cursor
+from qpay_common.clock import Clock
+from qpay_common.domain.callback_token import WebhookKeys
+from qpay_common.domain.errors import DuplicateSettlement, StaleSession
+from qpay_common.domain.listing import Position, Stream
+from qpay_common.domain.session import Order, PaymentSession, PaymentStatus
+from qpay_common.domain.store import CURSOR_FIELDS, DuePage, SessionStore, user_cursor, user_cursor_key
+from qpay_common.domain.work_queues import WorkQueue
 from qpay_common.settings import Settings
-from qpay_common.work_queues import WorkQueue
+from qpay_common.usecases.ports import ReconcileTask
 
 WEBHOOK_SECRET = "unit-webhook-secret"
 
@@ -118,7 +119,7 @@ class InMemorySessions(SessionStore):
             reverse=True,
         )
         if cursor:
-            start = decode_cursor(user_id, cursor)
+            start = user_cursor_key(user_id, cursor)
             mine = [
                 item
                 for item in mine
@@ -127,7 +128,7 @@ class InMemorySessions(SessionStore):
         page = mine[:limit]
         visible = [PaymentSession.model_validate(item) for item in page if item["status"] != "CREATING"]
         last = {name: page[-1][name] for name in CURSOR_FIELDS} if len(mine) > limit else None
-        return visible, encode_cursor(last)
+        return visible, user_cursor(last)
 
     def query_index(
         self,
@@ -338,19 +339,11 @@ class FakeQPay:
 
 
 class World:
-    """Every use case wired to in-memory parts and one fixed clock, as dependencies.py wires them."""
+    """Every use case wired by the composition root around in-memory parts and one fixed clock:
+    the graph Lambda runs, with fakes where it would reach DynamoDB, QPay, EventBridge and SQS."""
 
     def __init__(self, **settings: Any) -> None:
-        from qpay_common.admin import AdminOperations
-        from qpay_common.admin_reports import AdminReports
-        from qpay_common.cancellation import Cancellation
-        from qpay_common.creation import PaymentCreation
-        from qpay_common.ebarimt import EbarimtService
-        from qpay_common.queries import Queries
-        from qpay_common.reconcile import ReconcileDispatcher, ReconcileWorker
-        from qpay_common.refunds import Refunds
-        from qpay_common.scheduled import ScheduledJobs
-        from qpay_common.settlement import Settlement
+        from qpay_common.composition import Graph
 
         self.settings = unit_settings(**settings)
         self.clock = FixedClock()
@@ -358,51 +351,29 @@ class World:
         self.cache = FakeCache(self.clock)
         self.qpay = FakeQPay()
         self.publisher = FakePublisher()
-        keys = unit_webhook_keys()
-        self.settlement = Settlement(
-            lambda: keys,
-            self.sessions,
-            self.qpay,
-            self.publisher,
-            clock=self.clock,
-        )
-        self.cancellation = Cancellation(
-            self.sessions,
-            self.qpay,
-            self.settlement,
-            clock=self.clock,
-            checks_after_cancel_seconds=self.settings.reconcile_after_cancel_seconds,
-        )
-        self.creation = PaymentCreation(
-            self.settings,
-            lambda: keys,
-            self.sessions,
-            self.cache,
-            self.qpay,
-            clock=self.clock,
-        )
-        self.queries = Queries(
-            self.settings,
-            self.sessions,
-            self.cache,
-            self.settlement,
-            self.cancellation,
-            clock=self.clock,
-        )
-        self.ebarimt = EbarimtService(self.settings, self.sessions, self.qpay, clock=self.clock)
-        self.jobs = ScheduledJobs(
-            self.settings, self.sessions, self.cancellation, self.ebarimt, clock=self.clock
-        )
         self.task_queues = FakeTaskQueues()
-        self.dispatcher = ReconcileDispatcher(
-            self.settings, self.sessions, self.task_queues, clock=self.clock
+        keys = unit_webhook_keys()
+        self.graph = Graph(
+            settings=self.settings,
+            clock=self.clock,
+            store=self.sessions,
+            cache=self.cache,
+            qpay=self.qpay,
+            publisher=self.publisher,
+            task_queues=self.task_queues,
+            webhook_keys=lambda: keys,
         )
-        self.worker = ReconcileWorker(self.settings, self.sessions, self.settlement, clock=self.clock)
-        self.refunds = Refunds(
-            lambda: keys, self.sessions, self.qpay, self.publisher, self.ebarimt, clock=self.clock
-        )
-        self.admin = AdminOperations(self.sessions, self.qpay, self.settlement, self.publisher)
-        self.reports = AdminReports(self.sessions, clock=self.clock)
+        self.settlement = self.graph.settlement
+        self.cancellation = self.graph.cancellation
+        self.creation = self.graph.payment_creation
+        self.queries = self.graph.queries
+        self.ebarimt = self.graph.ebarimt
+        self.jobs = self.graph.scheduled_jobs
+        self.dispatcher = self.graph.reconcile_dispatcher
+        self.worker = self.graph.reconcile_worker
+        self.refunds = self.graph.refunds
+        self.admin = self.graph.admin_operations
+        self.reports = self.graph.admin_reports
 
     def reconcile(self, remaining_seconds: float = 60) -> tuple[Any, Counter[str]]:
         """One dispatcher run, then every queued message worked: (dispatch summary, outcomes)."""
@@ -410,14 +381,14 @@ class World:
         return summary, Counter(self.worker.work_message(body) for body in self.task_queues.take())
 
     def create(self, amount: int = 15000, user_id: str = "alice", **fields: Any) -> PaymentSession:
-        from qpay_common.api_models import CreatePaymentRequest
+        from qpay_common.domain.payment_request import CreatePaymentRequest
 
         request = CreatePaymentRequest.model_validate({"amount": amount, **fields})
         session, _ = self.creation.create_payment(user_id, request, "https://shop.example")
         return session
 
     def token(self, session_id: str) -> str:
-        from qpay_common.webhook_security import callback_token
+        from qpay_common.domain.callback_token import callback_token
 
         return callback_token(WEBHOOK_SECRET, session_id)
 
@@ -462,7 +433,7 @@ class FakePublisher:
         self.fail_next = 0
 
     def _maybe_fail(self) -> None:
-        from qpay_common.events import EventPublishError
+        from qpay_common.domain.errors import EventPublishError
 
         if self.fail_next:
             self.fail_next -= 1

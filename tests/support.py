@@ -135,19 +135,12 @@ def overridden(function_dir: str, dependency: Callable[[], Any], replacement: An
         resolver.dependency_overrides.pop(dependency, None)
 
 
-def settlement_with(**options: Any) -> Any:
-    """A Settlement of the current environment's graph with test options (fault_hook, lease)."""
-    from qpay_common import dependencies
-    from qpay_common.events import EventPublisher
-    from qpay_common.settlement import Settlement
+def settlement_with(**seams: Any) -> Any:
+    """The Settlement of the current environment's graph, built anew with test seams (fault_hook,
+    emit_lease_seconds) around the same adapters."""
+    from qpay_common import composition
 
-    return Settlement(
-        dependencies.webhook_keys,
-        dependencies.repository(),
-        dependencies.qpay_client(),
-        EventPublisher(dependencies.settings()),
-        **options,
-    )
+    return composition.graph().sharing(**seams).settlement
 
 
 class SimulatorControl:

@@ -7,9 +7,9 @@ from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from qpay_common import dependencies
-from qpay_common.admin import AdminOperations
-from qpay_common.admin_models import (
+from qpay_common import composition
+from qpay_common.http.admin_models import (
+    STATUS_PATTERN,
     AdminPaymentDetail,
     AdminPaymentItem,
     AdminPaymentList,
@@ -19,19 +19,18 @@ from qpay_common.admin_models import (
     RefundRequest,
     RepublishResult,
     StartMoment,
+    listed_status,
 )
-from qpay_common.admin_reports import AdminReports
-from qpay_common.api import ADMIN_SCOPE, caller_admin_id, http_handler, public_base_url
-from qpay_common.api_models import error_responses
-from qpay_common.domain import PaymentStatus
-from qpay_common.refunds import Refunds
-from qpay_common.session_listing import LISTED_STATUSES
+from qpay_common.http.api_models import error_responses
+from qpay_common.http.resolver import ADMIN_SCOPE, caller_admin_id, http_handler, public_base_url
+from qpay_common.usecases.admin import AdminOperations
+from qpay_common.usecases.admin_reports import AdminReports
+from qpay_common.usecases.refunds import Refunds
 
 router = Router()
 
 SECURITY = [{"jwt": [ADMIN_SCOPE]}]
 SCOPE_NOTE = f"Needs a token with the `{ADMIN_SCOPE}` scope (403 otherwise). "
-STATUS_PATTERN = "^(" + "|".join(status.value for status in LISTED_STATUSES) + ")$"
 SessionId = Annotated[str, Path(max_length=64)]
 
 
@@ -57,7 +56,7 @@ def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
 )
 def list_admin_payments(
     actor: Operator,
-    reports: Annotated[AdminReports, Depends(dependencies.admin_reports)],
+    reports: Annotated[AdminReports, Depends(composition.admin_reports)],
     status: Annotated[str | None, Query(pattern=STATUS_PATTERN)] = None,
     created_from: Annotated[StartMoment | None, Query(alias="from")] = None,
     created_to: Annotated[EndMoment | None, Query(alias="to")] = None,
@@ -67,7 +66,7 @@ def list_admin_payments(
 ) -> AdminPaymentList:
     sessions, next_cursor = reports.list_payments(
         actor,
-        status=PaymentStatus(status) if status else None,
+        status=listed_status(status),
         user_id=user_id,
         created_from=created_from,
         created_to=created_to,
@@ -93,7 +92,7 @@ def list_admin_payments(
 def inspect_payment(
     actor: Operator,
     session_id: SessionId,
-    operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
+    operations: Annotated[AdminOperations, Depends(composition.admin_operations)],
 ) -> AdminPaymentDetail:
     return AdminPaymentDetail.from_inspection(operations.inspect(actor, session_id))
 
@@ -112,7 +111,7 @@ def inspect_payment(
 def reconcile_payment(
     actor: Operator,
     session_id: SessionId,
-    operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
+    operations: Annotated[AdminOperations, Depends(composition.admin_operations)],
 ) -> AdminSessionView:
     return AdminSessionView.from_session(operations.reconcile(actor, session_id))
 
@@ -128,7 +127,7 @@ def reconcile_payment(
 def republish_payment(
     actor: Operator,
     session_id: SessionId,
-    operations: Annotated[AdminOperations, Depends(dependencies.admin_operations)],
+    operations: Annotated[AdminOperations, Depends(composition.admin_operations)],
 ) -> RepublishResult:
     session, published = operations.republish(actor, session_id)
     return RepublishResult(session_id=session.session_id, order_id=session.order_id, published=published)
@@ -152,14 +151,14 @@ def refund_payment(
     actor: Operator,
     session_id: SessionId,
     request: Annotated[RefundRequest, Body()],
-    refunds: Annotated[Refunds, Depends(dependencies.refunds)],
+    refunds: Annotated[Refunds, Depends(composition.refunds)],
 ) -> AdminSessionView:
     session = refunds.refund(
         actor,
         session_id,
         note=request.note,
         payment_id=request.payment_id,
-        callback_base_url=public_base_url(router, dependencies.settings().public_base_url),
+        callback_base_url=public_base_url(router, composition.settings().public_base_url),
     )
     return AdminSessionView.from_session(session)
 
@@ -174,7 +173,7 @@ def refund_payment(
 )
 def summarise_payments(
     actor: Operator,
-    reports: Annotated[AdminReports, Depends(dependencies.admin_reports)],
+    reports: Annotated[AdminReports, Depends(composition.admin_reports)],
     created_from: Annotated[StartMoment | None, Query(alias="from")] = None,
     created_to: Annotated[EndMoment | None, Query(alias="to")] = None,
 ) -> AdminSummaryView:

@@ -5,10 +5,10 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from qpay_common import dependencies
-from qpay_common.api import SessionIdPath, caller_user_id, http_handler
-from qpay_common.api_models import PaymentView, error_responses
-from qpay_common.cancellation import Cancellation
+from qpay_common import composition
+from qpay_common.http.api_models import PaymentView, error_responses
+from qpay_common.http.resolver import SessionIdPath, caller_user_id, http_handler
+from qpay_common.usecases.cancellation import Cancellation
 
 router = Router()
 
@@ -24,7 +24,7 @@ router = Router()
 )
 def cancel_payment(
     session_id: SessionIdPath,
-    cancellation: Annotated[Cancellation, Depends(dependencies.cancellation)],
+    cancellation: Annotated[Cancellation, Depends(composition.cancellation)],
 ) -> PaymentView:
     session = cancellation.cancel(caller_user_id(router), session_id)
     return PaymentView.from_session(session)

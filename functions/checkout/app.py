@@ -1,11 +1,11 @@
 """GET /checkout/{session_id} and GET /checkout/assets/{file}: the hosted checkout page and the
-<qpay-checkout> component, as static files (qpay_common.checkout_site says how they are served)."""
+<qpay-checkout> component, as static files (qpay_common.http.checkout_site says how they are served)."""
 
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from qpay_common.checkout_site import CheckoutSettings, CheckoutSite
+from qpay_common.http.checkout_site import CheckoutSettings, CheckoutSite
 
 STATIC_FOLDER = Path(__file__).resolve().parent / "static"
 

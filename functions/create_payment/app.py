@@ -6,10 +6,11 @@ from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 
-from qpay_common import dependencies
-from qpay_common.api import caller_user_id, http_handler, public_base_url
-from qpay_common.api_models import CreatePaymentRequest, PaymentCreated, error_responses
-from qpay_common.creation import PaymentCreation
+from qpay_common import composition
+from qpay_common.domain.payment_request import CreatePaymentRequest
+from qpay_common.http.api_models import PaymentCreated, error_responses
+from qpay_common.http.resolver import caller_user_id, http_handler, public_base_url
+from qpay_common.usecases.creation import PaymentCreation
 
 router = Router()
 
@@ -26,7 +27,7 @@ router = Router()
 )
 def create_payment(
     request: Annotated[CreatePaymentRequest, Body()],
-    creation: Annotated[PaymentCreation, Depends(dependencies.payment_creation)],
+    creation: Annotated[PaymentCreation, Depends(composition.payment_creation)],
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
     ] = None,
@@ -34,7 +35,7 @@ def create_payment(
     session, created = creation.create_payment(
         user_id=caller_user_id(router),
         request=request,
-        callback_base_url=public_base_url(router, dependencies.settings().public_base_url),
+        callback_base_url=public_base_url(router, composition.settings().public_base_url),
         idempotency_key=idempotency_key,
     )
     return Response(

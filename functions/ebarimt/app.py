@@ -1,6 +1,6 @@
 """Every 2 minutes: Ebarimt 3.0 receipts for PROCESSED sessions that are due one."""
 
-from qpay_common import dependencies
-from qpay_common.scheduled import scheduled_handler
+from qpay_common import composition
+from qpay_common.lambda_entry import scheduled_handler
 
-lambda_handler = scheduled_handler(lambda remaining: dependencies.scheduled_jobs().ebarimt(remaining))
+lambda_handler = scheduled_handler(lambda remaining: composition.scheduled_jobs().ebarimt(remaining))

@@ -7,10 +7,10 @@ from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from qpay_common import dependencies
-from qpay_common.api import SessionIdPath, caller_user_id, http_handler
-from qpay_common.api_models import PaymentView, PaymentWithQr, error_responses
-from qpay_common.queries import Queries
+from qpay_common import composition
+from qpay_common.http.api_models import PaymentView, PaymentWithQr, error_responses
+from qpay_common.http.resolver import SessionIdPath, caller_user_id, http_handler
+from qpay_common.usecases.queries import Queries
 
 router = Router()
 
@@ -28,7 +28,7 @@ router = Router()
 )
 def get_payment(
     session_id: SessionIdPath,
-    queries: Annotated[Queries, Depends(dependencies.queries)],
+    queries: Annotated[Queries, Depends(composition.queries)],
     include: Annotated[Literal["qr"] | None, Query()] = None,
 ) -> PaymentView | PaymentWithQr:
     session = queries.get_payment(caller_user_id(router), session_id)

@@ -6,10 +6,10 @@ from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from qpay_common import dependencies
-from qpay_common.api import caller_user_id, http_handler
-from qpay_common.api_models import PaymentList, PaymentView, error_responses
-from qpay_common.queries import Queries
+from qpay_common import composition
+from qpay_common.http.api_models import PaymentList, PaymentView, error_responses
+from qpay_common.http.resolver import caller_user_id, http_handler
+from qpay_common.usecases.queries import Queries
 
 router = Router()
 
@@ -23,7 +23,7 @@ router = Router()
     },
 )
 def list_payments(
-    queries: Annotated[Queries, Depends(dependencies.queries)],
+    queries: Annotated[Queries, Depends(composition.queries)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[
         str | None,

@@ -18,9 +18,9 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from qpay_common.api import build_resolver
-from qpay_common.api_models import error_responses
-from qpay_common.checkout_site import openapi_paths as checkout_paths
+from qpay_common.http.api_models import error_responses
+from qpay_common.http.checkout_site import openapi_paths as checkout_paths
+from qpay_common.http.resolver import build_resolver
 from qpay_common.observability import logger
 
 ROUTED_FUNCTIONS = (

@@ -11,11 +11,11 @@ from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from qpay_common import dependencies
-from qpay_common.api import http_handler
-from qpay_common.api_models import error_responses
+from qpay_common import composition
+from qpay_common.http.api_models import error_responses
+from qpay_common.http.resolver import http_handler
 from qpay_common.observability import logger
-from qpay_common.settlement import Settlement
+from qpay_common.usecases.settlement import Settlement
 
 router = Router()
 
@@ -34,7 +34,7 @@ router = Router()
     },
 )
 def qpay_callback(
-    settlement: Annotated[Settlement, Depends(dependencies.settlement)],
+    settlement: Annotated[Settlement, Depends(composition.settlement)],
     # Unconstrained on purpose: any session id or token that is not a valid pair is a 401.
     session_id: Annotated[str | None, Query(description="The session id in the callback URL")] = None,
     token: Annotated[str | None, Query(description="The callback URL's HMAC; a wrong one is 401")] = None,

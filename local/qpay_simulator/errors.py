@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qpay_common.qpay_codes import QPayErrorCode
+from qpay_common.adapters.qpay.codes import QPayErrorCode
 
 
 class QPayError(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 
 from local.qpay_simulator.errors import invalid_amount, object_data_error, qpay_error
 from local.qpay_simulator.records import InvoiceTerms, cents
-from qpay_common.qpay_codes import QPayErrorCode
+from qpay_common.adapters.qpay.codes import QPayErrorCode
 
 MAX_INVOICE_AMOUNT = Decimal(1_000_000_000)
 LINE_DESCRIPTION_MAX = 255

@@ -29,7 +29,7 @@ from local.qpay_simulator.state import (
     SimulatorState,
     TokenPolicy,
 )
-from qpay_common.qpay_codes import QPayErrorCode
+from qpay_common.adapters.qpay.codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 

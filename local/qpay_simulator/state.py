@@ -35,7 +35,7 @@ from local.qpay_simulator.invoice_form import (
 )
 from local.qpay_simulator.qr import bank_app_links, build_qr_text, qr_png_base64
 from local.qpay_simulator.records import Invoice, Payment, Receipt, cents
-from qpay_common.qpay_codes import QPayErrorCode
+from qpay_common.adapters.qpay.codes import QPayErrorCode
 
 logger = logging.getLogger("local.qpay_simulator")
 

@@ -24,9 +24,9 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.openapi.checks import RejectedPositiveData
 
 from local.dev_token import mint_token
-from qpay_common.api import ADMIN_SCOPE
-from qpay_common.api_models import CROSS_FIELD_RULES
-from qpay_common.settings import MAX_PAYMENT_AMOUNT
+from qpay_common.domain.payment_request import MAX_PAYMENT_AMOUNT
+from qpay_common.http.api_models import CROSS_FIELD_RULES
+from qpay_common.http.resolver import ADMIN_SCOPE
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

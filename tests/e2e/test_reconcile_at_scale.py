@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from local.endpoints import local_client
-from qpay_common.domain import iso
-from qpay_common.work_queues import RECONCILE_PRIORITY_QUEUE, RECONCILE_QUEUE, SHARDS
+from qpay_common.domain.session import iso
+from qpay_common.domain.work_queues import RECONCILE_PRIORITY_QUEUE, RECONCILE_QUEUE, SHARDS
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e

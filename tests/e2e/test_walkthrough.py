@@ -11,7 +11,7 @@ import zxingcpp
 from PIL import Image
 
 from local.dev_token import mint_token
-from qpay_common.webhook_security import callback_token
+from qpay_common.domain.callback_token import callback_token
 from tests.support import get_event
 
 pytestmark = pytest.mark.e2e

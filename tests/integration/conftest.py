@@ -13,7 +13,7 @@ from local.endpoints import free_port, local_client
 from local.qpay_simulator import start_simulator
 from local.sqs import create_queues, recreate_queues
 from local.template import create_tables, load_template
-from qpay_common import dependencies
+from qpay_common import composition
 from tests.support import TEMPLATE, SimulatorControl
 
 REGION = "us-east-1"
@@ -90,9 +90,9 @@ def app_env(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    dependencies.reset()
+    composition.reset()
     yield env
-    dependencies.reset()
+    composition.reset()
 
 
 class Aws:
@@ -227,7 +227,7 @@ def live_aws(
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_events)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_events)
     recreate_queues(local_client("sqs", moto_events), load_template(TEMPLATE))
-    dependencies.reset()
+    composition.reset()
     return LiveAws(dynamodb_local, moto_events)
 
 

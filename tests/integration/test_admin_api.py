@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from qpay_common import dependencies
+from qpay_common import composition
 from tests.support import admin, create_payment, invoke, list_event
 
 pytestmark = pytest.mark.integration
@@ -255,7 +255,7 @@ class TestRefund:
 
     def test_two_operators_refunding_at_once_refund_once(self, live_aws, sim):
         session = processed(sim, "CARD")
-        refunds = dependencies.refunds()
+        refunds = composition.refunds()
 
         def one(actor):
             return refunds.refund(actor, session["session_id"], note=f"by {actor}").status.value
@@ -316,24 +316,24 @@ class TestRefund:
 @pytest.fixture
 def ebarimt_on(monkeypatch, empty_tables):
     monkeypatch.setenv("EBARIMT_ENABLED", "true")
-    dependencies.reset()
+    composition.reset()
     return empty_tables
 
 
 class TestRefundAndReceipt:
     def test_the_receipt_of_a_refunded_payment_is_cancelled_at_qpay(self, ebarimt_on, sim):
         session = processed(sim, "CARD")
-        assert dependencies.scheduled_jobs().ebarimt(120).outcomes == {"registered": 1}
+        assert composition.scheduled_jobs().ebarimt(120).outcomes == {"registered": 1}
 
         status, view = refund(session["session_id"])
 
         assert (status, view["ebarimt"]["status"]) == (200, "CANCELLED")
         assert sim.invoice(session["invoice_id"])["payments"][0]["ebarimt"] == "CANCELED"
-        assert dependencies.scheduled_jobs().ebarimt(120).due == 0
+        assert composition.scheduled_jobs().ebarimt(120).due == 0
 
     def test_a_cancel_qpay_failed_is_done_by_the_ebarimt_job(self, ebarimt_on, sim):
         session = processed(sim, "CARD")
-        dependencies.scheduled_jobs().ebarimt(120)
+        composition.scheduled_jobs().ebarimt(120)
         # Down for every retry of the refund's own attempt.
         sim.faults({"path": "/v2/ebarimt_v3/*", "method": "DELETE", "status": 503, "times": 4})
 
@@ -346,7 +346,7 @@ class TestRefundAndReceipt:
             ExpressionAttributeValues={":now": {"N": str(int(datetime.now(UTC).timestamp()) - 1)}},
         )
 
-        assert dependencies.scheduled_jobs().ebarimt(120).outcomes == {"cancelled": 1}
+        assert composition.scheduled_jobs().ebarimt(120).outcomes == {"cancelled": 1}
         assert sim.invoice(session["invoice_id"])["payments"][0]["ebarimt"] == "CANCELED"
 
 

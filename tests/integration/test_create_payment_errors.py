@@ -111,9 +111,9 @@ def test_qpay_rejecting_the_invoice_is_502_and_leaves_no_session(aws, sim):
 
 def test_qpay_timing_out_is_502_within_the_budget(aws, sim, monkeypatch):
     monkeypatch.setenv("QPAY_READ_TIMEOUT_SECONDS", "0.5")
-    from qpay_common import dependencies
+    from qpay_common import composition
 
-    dependencies.reset()
+    composition.reset()
     sim.faults({"path": "/v2/invoice", "delay_ms": 1500, "times": 1})
 
     status, body = invoke("create_payment", create_event({"amount": 15000}))

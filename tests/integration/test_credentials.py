@@ -9,11 +9,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from qpay_common import dependencies
-from qpay_common.credentials import load_qpay_credentials, load_webhook_keys
-from qpay_common.errors import ConfigurationError
+from qpay_common import composition
+from qpay_common.adapters.aws.secrets import load_qpay_credentials, load_webhook_keys
+from qpay_common.domain.callback_token import callback_token, is_valid_callback_token
+from qpay_common.domain.errors import ConfigurationError
 from qpay_common.settings import load_settings
-from qpay_common.webhook_security import callback_token, is_valid_callback_token
 from tests.support import create_event, get_event, invoke, list_event, webhook_event
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,7 @@ def test_listing_payments_needs_no_secret_at_all(aws, sim, monkeypatch):
     invoke("create_payment", create_event({"amount": 15000}))
     for name in ("QPAY_CLIENT_ID", "QPAY_CLIENT_SECRET", "WEBHOOK_SECRET"):
         monkeypatch.delenv(name)
-    dependencies.reset()
+    composition.reset()
 
     status, body = invoke("list_payments", list_event())
 
@@ -127,22 +127,22 @@ def test_the_webhook_accepts_a_callback_signed_with_a_previous_key(aws, sim, mon
     callback_url = sim.callback_url(created["invoice_id"])
     assert dict(parse_qsl(urlsplit(callback_url).query))["kid"] == "local"
     # When the key is rotated: a new current key k2, the old one kept under its id
-    old_key = dependencies.webhook_keys().signing_key
+    old_key = composition.webhook_keys().signing_key
     monkeypatch.setenv("WEBHOOK_KEY_ID", "k2")
     monkeypatch.setenv("WEBHOOK_SECRET", "rotated-key")
     monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", f"local:{old_key}")
-    dependencies.reset()
+    composition.reset()
 
     status, body = invoke("qpay_webhook", webhook_event(callback_url))
 
     # Then the old invoice's callback still verifies, and new invoices use the new key and name it
     assert (status, body) == (200, "SUCCESS")
-    assert dependencies.webhook_keys().signing_key == "rotated-key"
+    assert composition.webhook_keys().signing_key == "rotated-key"
     second = invoke("create_payment", create_event({"amount": 500}))[1]
     assert dict(parse_qsl(urlsplit(sim.callback_url(second["invoice_id"])).query))["kid"] == "k2"
     # And once the old key is dropped, its tokens are refused
     monkeypatch.delenv("WEBHOOK_PREVIOUS_SECRETS")
-    dependencies.reset()
+    composition.reset()
     assert invoke("qpay_webhook", webhook_event(callback_url))[0] == 401
 
 
@@ -153,7 +153,7 @@ def test_a_callback_naming_an_unknown_key_is_401_before_any_read_or_qpay_call(aw
     # A valid token, but a kid the secret does not hold (a typo, or a key already dropped)
     reads: list[str] = []
     monkeypatch.setattr(
-        type(dependencies.repository()), "get", lambda self, session_id: reads.append(session_id)
+        type(composition.graph().store), "get", lambda self, session_id: reads.append(session_id)
     )
 
     status, body = invoke("qpay_webhook", webhook_event(callback_url, kid="k9"))
@@ -172,11 +172,11 @@ def test_a_callback_url_from_before_key_ids_still_verifies_against_any_key(aws, 
     legacy_url = "http://x/webhooks/qpay?" + urlencode(
         {"session_id": query["session_id"], "token": query["token"]}
     )
-    old_key = dependencies.webhook_keys().signing_key
+    old_key = composition.webhook_keys().signing_key
     monkeypatch.setenv("WEBHOOK_KEY_ID", "k2")
     monkeypatch.setenv("WEBHOOK_SECRET", "rotated-key")
     monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", f"k1:{old_key}")
-    dependencies.reset()
+    composition.reset()
 
     assert invoke("qpay_webhook", webhook_event(legacy_url)) == (200, "SUCCESS")
     status, body = invoke("get_payment", get_event(query["session_id"]))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from qpay_common import dependencies
+from qpay_common import composition
 from tests.support import create_event, get_event, handler, invoke, list_event, webhook_event
 
 pytestmark = pytest.mark.integration
@@ -22,13 +22,13 @@ INVOICE_CALL_NEEDS = CONNECT_TIMEOUT + READ_TIMEOUT + 1.0
 def short_timeouts(aws, monkeypatch):
     monkeypatch.setenv("QPAY_CONNECT_TIMEOUT_SECONDS", str(CONNECT_TIMEOUT))
     monkeypatch.setenv("QPAY_READ_TIMEOUT_SECONDS", str(READ_TIMEOUT))
-    dependencies.reset()
+    composition.reset()
     # Built before the clock starts, as a warm execution environment has it: the first build
     # (clients for moto) takes seconds on a busy machine and would blur what is measured here.
     for function_dir in ("create_payment", "get_payment", "list_payments", "qpay_webhook"):
         handler(function_dir)
-    dependencies.payment_creation()
-    dependencies.queries()
+    composition.payment_creation()
+    composition.queries()
     return aws
 
 

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from qpay_common import dependencies
+from qpay_common import composition
 from tests.support import create_payment, invoke, overridden, settlement_with, webhook_event
 
 pytestmark = pytest.mark.integration
@@ -37,15 +37,15 @@ def race_once(live_aws, sim):
             failures.append(exc)
 
     def callback():
-        dependencies.settlement().handle_callback(callback_query["session_id"], callback_query["token"])
+        composition.settlement().handle_callback(callback_query["session_id"], callback_query["token"])
         return "SUCCESS"
 
     def poll():
-        return dependencies.queries().get_payment("alice", created["session_id"]).status
+        return composition.queries().get_payment("alice", created["session_id"]).status
 
     def direct_fulfilment():
-        session = dependencies.queries().get_payment("alice", created["session_id"])
-        return dependencies.settlement().confirm_with_qpay(session, source="reconcile").status
+        session = composition.queries().get_payment("alice", created["session_id"])
+        return composition.settlement().confirm_with_qpay(session, source="reconcile").status
 
     workers = [threading.Thread(target=run, args=(callback,)) for _ in range(DUPLICATE_CALLBACKS)]
     workers.append(threading.Thread(target=run, args=(poll,)))
@@ -87,7 +87,7 @@ def test_a_crash_mid_fulfilment_is_finished_by_the_next_attempt_without_doubles(
 
     # A crashed worker's publish lease must lapse before another may publish: make it lapse at once.
     crashing = settlement_with(fault_hook=crash, emit_lease_seconds=0)
-    with overridden("qpay_webhook", dependencies.settlement, crashing):
+    with overridden("qpay_webhook", composition.settlement, crashing):
         status, _ = invoke("qpay_webhook", callback)
     assert status == 500
     assert live_aws.session(created["session_id"])["status"]["S"] == "PAID"

@@ -121,7 +121,7 @@ def test_wrong_or_missing_token_is_401_and_asks_qpay_nothing(aws, sim):
 
 
 def test_unknown_session_with_a_valid_token_is_404(aws, sim):
-    from qpay_common.webhook_security import callback_url
+    from qpay_common.domain.callback_token import callback_url
 
     from .conftest import WEBHOOK_SECRET
 
@@ -182,13 +182,13 @@ def test_another_users_session_reads_as_not_found(aws, sim):
 
 
 def test_an_event_bus_failure_leaves_the_session_paid_and_a_retry_finishes_it(aws, sim, monkeypatch):
-    from qpay_common import dependencies
+    from qpay_common import composition
 
     created = create_payment()
     sim.pay(created["invoice_id"])
     callback = webhook_event(sim.callback_url(created["invoice_id"]))
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
-    dependencies.reset()
+    composition.reset()
 
     status, answer = invoke("qpay_webhook", callback)
 
@@ -199,7 +199,7 @@ def test_an_event_bus_failure_leaves_the_session_paid_and_a_retry_finishes_it(aw
     assert aws.events() == []
 
     monkeypatch.setenv("EVENT_BUS_NAME", aws.bus_name)
-    dependencies.reset()
+    composition.reset()
     status, answer = invoke("qpay_webhook", callback)
 
     assert (status, answer) == (200, "SUCCESS")

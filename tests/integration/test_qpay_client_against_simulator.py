@@ -1,6 +1,6 @@
 """Our own QPay client reads every answer the simulator now sends in QPay's full shapes.
 
-The client (qpay_common.qpay_client and qpay_models) is tolerant on purpose: these tests pin what it
+The client (qpay_common.adapters.qpay.client and qpay_models) is tolerant on purpose: these tests pin what it
 extracts from each full answer, in each state, so tolerance never turns into misreading.
 """
 
@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from local.qpay_simulator import SimulatorHandle, start_simulator
-from qpay_common.errors import QPayNoReceipt, QPayRejected
-from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
-from qpay_common.qpay_models import InvoiceRequest
+from qpay_common.adapters.qpay.client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.adapters.qpay.errors import QPayNoReceipt, QPayRejected
+from qpay_common.adapters.qpay.models import InvoiceRequest
 
 pytestmark = pytest.mark.integration
 

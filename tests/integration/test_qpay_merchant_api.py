@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from local.qpay_simulator import SimulatorHandle, start_simulator
-from qpay_common.errors import QPayAuthError, QPayRejected, QPayTransportError
-from qpay_common.qpay_client import QPayClient
-from qpay_common.qpay_models import FullInvoiceRequest, InvoiceLine, InvoiceRequest
-from qpay_common.qpay_standalone import standalone_client
+from qpay_common.adapters.qpay.client import QPayClient
+from qpay_common.adapters.qpay.errors import QPayAuthError, QPayRejected, QPayTransportError
+from qpay_common.adapters.qpay.models import FullInvoiceRequest, InvoiceLine, InvoiceRequest
+from qpay_common.adapters.qpay.standalone import standalone_client
 
 pytestmark = pytest.mark.integration
 

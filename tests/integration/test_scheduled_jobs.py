@@ -17,9 +17,9 @@ import pytest
 from local.endpoints import local_client
 from local.sqs import recreate_queues
 from local.template import load_template
-from qpay_common import dependencies
-from qpay_common.api_models import CreatePaymentRequest
-from qpay_common.domain import iso
+from qpay_common import composition
+from qpay_common.domain.payment_request import CreatePaymentRequest
+from qpay_common.domain.session import iso
 from tests.support import (
     TEMPLATE,
     LambdaContext,
@@ -83,7 +83,7 @@ class TestReconcile:
             if stage == "before_order":
                 raise RuntimeError("Lambda died")
 
-        with overridden("qpay_webhook", dependencies.settlement, settlement_with(fault_hook=crash)):
+        with overridden("qpay_webhook", composition.settlement, settlement_with(fault_hook=crash)):
             assert invoke("qpay_webhook", webhook_event(sim.callback_url(created["invoice_id"])))[0] == 500
         assert status_of(aws, created["session_id"]) == "PAID"
         set_attributes(aws, created["session_id"], next_check_at=int(time.time()) - 1)  # a minute later
@@ -176,7 +176,7 @@ class TestReconcile:
         aws = empty_tables
         # Created through the use case from threads (handlers must not run concurrently in one
         # process: Powertools shares the current event between resolvers).
-        creation = dependencies.payment_creation()
+        creation = composition.payment_creation()
 
         def create(amount):
             request = CreatePaymentRequest(amount=amount)
@@ -203,9 +203,9 @@ class TestReconcile:
     def test_a_run_stops_before_its_timeout_and_leaves_the_rest_due(self, empty_tables, sim):
         for _ in range(5):
             create_payment()
-        dependencies.settings()  # warm the graph so timing is the job's own
+        composition.settings()  # warm the graph so timing is the job's own
 
-        summary = run_job("reconcile", seconds=dependencies.settings().job_safety_seconds)
+        summary = run_job("reconcile", seconds=composition.settings().job_safety_seconds)
 
         assert summary["due"] == 5
         assert summary["left_for_next_run"] == 5
@@ -216,7 +216,7 @@ class TestReconcile:
         created = [create_payment(amount=100 + n) for n in range(20)]
         for body in created:
             sim.pay(body["invoice_id"])
-        dispatcher = dependencies.reconcile_dispatcher()
+        dispatcher = composition.reconcile_dispatcher()
 
         # Two runs at once (the use case from threads: handlers must not share a process)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -234,7 +234,7 @@ class TestReconcile:
 
     def test_a_duplicate_delivery_checks_the_session_once(self, empty_tables, sim):
         created = create_payment()
-        dependencies.reconcile_dispatcher().dispatch(60)
+        composition.reconcile_dispatcher().dispatch(60)
         sqs = local_client("sqs", os.environ["AWS_ENDPOINT_URL_SQS"])
         url = os.environ["RECONCILE_QUEUE_URL"]
         [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
@@ -272,7 +272,7 @@ class TestReconcile:
 
     def test_a_worker_short_of_time_returns_its_messages_unchecked(self, empty_tables, sim):
         created = create_payment()
-        dependencies.reconcile_dispatcher().dispatch(60)
+        composition.reconcile_dispatcher().dispatch(60)
 
         # 10 s left: less than one QPay call budget (20 s), so no check is started
         outcomes = drain_reconcile_queues(remaining_ms=10_000, max_batches=1)
@@ -354,7 +354,7 @@ class TestExpire:
 @pytest.fixture
 def ebarimt_on(monkeypatch, empty_tables):
     monkeypatch.setenv("EBARIMT_ENABLED", "true")
-    dependencies.reset()
+    composition.reset()
     return empty_tables
 
 

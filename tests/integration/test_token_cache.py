@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from local.endpoints import local_client
-from qpay_common.cache import CacheStore
-from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
-from qpay_common.qpay_models import InvoiceRequest
+from qpay_common.adapters.dynamodb.cache import DynamoDBCache
+from qpay_common.adapters.qpay.client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.adapters.qpay.models import InvoiceRequest
+from qpay_common.adapters.qpay.token_cache import TOKEN_KEY, QPayTokenProvider
 from qpay_common.settings import load_settings
-from qpay_common.token_cache import TOKEN_KEY, QPayTokenProvider
 from tests.fakes import FixedClock
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def cold_lambda(settings):
         settings.qpay_base_url, connect_timeout=3, read_timeout=10, max_attempts=3, budget_seconds=20
     )
     return QPayTokenProvider(
-        CacheStore(settings), QPayAuthClient(transport, "TEST_MERCHANT", "sim-secret")
+        DynamoDBCache(settings), QPayAuthClient(transport, "TEST_MERCHANT", "sim-secret")
     ), transport
 
 
@@ -83,7 +83,7 @@ def test_a_duration_expires_in_is_understood_and_refreshed_60_s_early(settings, 
     sim.faults({"path": "/v2/auth/token", "expires_in": "duration"})
     provider = cold_lambda(settings)[0]
     provider.get_token()
-    stored = CacheStore(settings).get(TOKEN_KEY)
+    stored = DynamoDBCache(settings).get(TOKEN_KEY)
     assert stored is not None
     expires_at = stored[0]["access_expires_at"]
     # 3600 s read as a duration: about an hour from now, not 1970.
@@ -91,7 +91,7 @@ def test_a_duration_expires_in_is_understood_and_refreshed_60_s_early(settings, 
 
     just_before_expiry = FixedClock(datetime.fromtimestamp(expires_at - 30, UTC))
     later = QPayTokenProvider(
-        CacheStore(settings, clock=just_before_expiry),
+        DynamoDBCache(settings, clock=just_before_expiry),
         QPayAuthClient(cold_lambda(settings)[1], "TEST_MERCHANT", "sim-secret"),
         clock=just_before_expiry,
     )

@@ -4,17 +4,17 @@ beside QPay's view, reconcile now, republish, the listing and the summary."""
 
 import pytest
 
-from qpay_common.domain import PaymentStatus
-from qpay_common.errors import (
+from qpay_common.adapters.qpay.errors import QPayTransportError
+from qpay_common.domain.errors import (
     EventBusUnavailable,
     InvalidCursor,
     InvalidRequest,
     NoOrder,
     NotRefundable,
-    QPayTransportError,
     QPayUnavailable,
     RefundNotSupported,
 )
+from qpay_common.domain.session import PaymentStatus
 from tests.fakes import World
 
 pytestmark = pytest.mark.unit
@@ -379,7 +379,7 @@ class TestReports:
 
         from pydantic import TypeAdapter
 
-        from qpay_common.admin_models import EndMoment, StartMoment
+        from qpay_common.http.admin_models import EndMoment, StartMoment
 
         world.create(900)
         # Years before 1000 sort before 2026 only when padded ("0485-..."), as the index compares text

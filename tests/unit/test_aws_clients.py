@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from qpay_common import aws_clients
-from qpay_common.cache import CacheStore
-from qpay_common.events import EventPublisher
-from qpay_common.repository import SessionsRepository
+from qpay_common.adapters.aws import clients as aws_clients
+from qpay_common.adapters.aws.events import EventBridgePublisher
+from qpay_common.adapters.dynamodb.cache import DynamoDBCache
+from qpay_common.adapters.dynamodb.session_store import DynamoDBSessionStore
 from qpay_common.settings import load_settings
 
 pytestmark = pytest.mark.unit
@@ -36,15 +36,15 @@ def _fresh_clients(monkeypatch: pytest.MonkeyPatch):
 
 def test_every_table_model_and_the_transactions_use_one_client_with_the_same_limits():
     settings = load_settings(SETTINGS)
-    repository = SessionsRepository(settings)
-    cache = CacheStore(settings)
+    repository = DynamoDBSessionStore(settings)
+    cache = DynamoDBCache(settings)
 
     clients = {
         id(repository._sessions._get_connection().connection.client),
         id(repository._orders._get_connection().connection.client),
         id(repository._connection.client),
         id(cache._items._get_connection().connection.client),
-        id(CacheStore(settings)._items._get_connection().connection.client),
+        id(DynamoDBCache(settings)._items._get_connection().connection.client),
     }
 
     assert len(clients) == 1
@@ -60,12 +60,12 @@ def test_every_table_model_and_the_transactions_use_one_client_with_the_same_lim
 def test_the_event_bus_client_has_its_own_endpoint_and_timeouts():
     settings = load_settings(SETTINGS)
 
-    events = EventPublisher(settings)._events()
+    events = EventBridgePublisher(settings)._events()
 
     assert events.meta.service_model.service_name == "events"
     assert events.meta.endpoint_url == "http://127.0.0.1:10"
     assert (events.meta.config.connect_timeout, events.meta.config.read_timeout) == (2, 5)
-    assert events is EventPublisher(settings)._events()
+    assert events is EventBridgePublisher(settings)._events()
 
 
 def test_threads_asking_at_once_get_the_same_client():

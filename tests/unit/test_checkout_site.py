@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from functions.checkout.app import STATIC_FOLDER
-from qpay_common.checkout_site import CONTENT_TYPES, CheckoutSettings, CheckoutSite, openapi_paths
-from qpay_common.errors import ConfigurationError
+from qpay_common.domain.errors import ConfigurationError
+from qpay_common.http.checkout_site import CONTENT_TYPES, CheckoutSettings, CheckoutSite, openapi_paths
 from tests.support import ROOT, LambdaContext, sample_event
 
 pytestmark = pytest.mark.unit

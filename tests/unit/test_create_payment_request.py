@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from qpay_common.api_models import CreatePaymentRequest
+from qpay_common.domain.payment_request import CreatePaymentRequest
 
 pytestmark = pytest.mark.unit
 

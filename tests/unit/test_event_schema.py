@@ -1,5 +1,5 @@
 """The events on the payments bus match the JSON Schemas in docs/events, which consumers (and
-the merchant's API destination) code against. The events are the ones EventPublisher really puts
+the merchant's API destination) code against. The events are the ones EventBridgePublisher really puts
 on the bus, for sessions the use cases really fulfilled and refunded."""
 
 import json
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from qpay_common.events import PAYMENT_COMPLETED, PAYMENT_REFUNDED, SOURCE, EventPublisher
+from qpay_common.adapters.aws.events import PAYMENT_COMPLETED, PAYMENT_REFUNDED, SOURCE, EventBridgePublisher
 from tests.fakes import World, unit_settings
 from tests.support import ROOT
 
@@ -35,10 +35,10 @@ class RecordingEvents:
 
 
 def emitted(world: World) -> list[dict[str, Any]]:
-    """What EventPublisher puts on the bus for every event the world's flows published, in the
+    """What EventBridgePublisher puts on the bus for every event the world's flows published, in the
     shape EventBridge delivers (source, detail-type, detail) to rules and API destinations."""
     recorder = RecordingEvents()
-    publisher = EventPublisher(unit_settings())
+    publisher = EventBridgePublisher(unit_settings())
     publisher._client = recorder
     for session, order in world.publisher.published:
         publisher.payment_completed(session, order)
@@ -76,7 +76,7 @@ def test_every_event_the_code_emits_matches_its_schema(world):
 
 
 def test_the_schema_lists_every_field_the_code_emits_and_requires_them(world):
-    # additionalProperties is false: a field added to events.py without the schema fails here
+    # additionalProperties is false: a field added to adapters/aws/events.py without the schema fails here
     for event in emitted(world):
         schema = json.loads((SCHEMAS / f"{event['detail-type']}.schema.json").read_text())
         detail = schema["$defs"]["detail"]

@@ -4,9 +4,9 @@ one and forgotten in the other would be dropped on write or fail on read."""
 import pytest
 
 from local.template import load_template
-from qpay_common.admin_models import AdminPaymentItem
-from qpay_common.domain import Order, PaymentSession
-from qpay_common.tables import BY_STATUS_PROJECTED, OrderItem, SessionItem
+from qpay_common.adapters.dynamodb.tables import BY_STATUS_PROJECTED, OrderItem, SessionItem
+from qpay_common.domain.session import Order, PaymentSession
+from qpay_common.http.admin_models import AdminPaymentItem
 from tests.support import TEMPLATE
 
 pytestmark = pytest.mark.unit

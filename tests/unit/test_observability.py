@@ -7,7 +7,7 @@ import pytest
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics.provider import cold_start
 
-from qpay_common.api import http_handler
+from qpay_common.http.resolver import http_handler
 from tests.support import LambdaContext, sample_event
 
 pytestmark = pytest.mark.unit

@@ -178,7 +178,7 @@ ADMIN_ROUTES = {
 
 
 def test_the_admin_routes_need_the_admin_scope_in_the_template_and_the_document():
-    from qpay_common.api import ADMIN_SCOPE
+    from qpay_common.http.resolver import ADMIN_SCOPE
 
     admin_routes = [r for r in load_template(TEMPLATE).routes if r.path.startswith("/admin")]
     routes = {(r.method, r.path): r for r in admin_routes if r.method != "ANY"}

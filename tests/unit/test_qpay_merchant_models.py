@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from qpay_common.qpay_models import FullInvoiceRequest, InvoiceLine, PaymentDetails, PaymentList
+from qpay_common.adapters.qpay.models import FullInvoiceRequest, InvoiceLine, PaymentDetails, PaymentList
 
 pytestmark = pytest.mark.unit
 

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import requests
 
-from qpay_common.errors import QPayNoReceipt, QPayRejected
-from qpay_common.qpay_client import QPayAuthClient, QPayClient, QPayTransport
-from qpay_common.qpay_models import EbarimtReceipt, InvoiceRequest
+from qpay_common.adapters.qpay.client import QPayAuthClient, QPayClient, QPayTransport
+from qpay_common.adapters.qpay.errors import QPayNoReceipt, QPayRejected
+from qpay_common.adapters.qpay.models import EbarimtReceipt, InvoiceRequest
 
 pytestmark = pytest.mark.unit
 

@@ -5,15 +5,15 @@ import json
 import pytest
 import requests
 
-from qpay_common.errors import (
+from qpay_common.adapters.qpay.client import QPayClient, QPayTransport
+from qpay_common.adapters.qpay.errors import (
     QPayAuthError,
     QPayNoReceipt,
     QPayRejected,
     QPayTransportError,
     QPayUnexpectedAnswer,
 )
-from qpay_common.qpay_client import QPayClient, QPayTransport
-from qpay_common.qpay_models import InvoiceRequest
+from qpay_common.adapters.qpay.models import InvoiceRequest
 
 pytestmark = pytest.mark.unit
 
@@ -222,7 +222,7 @@ def test_an_invoice_is_not_retried_after_a_connect_timeout_once_time_ran_short(i
     # Given 15 s left, and a first attempt whose connect timeout took 3 s of it
     invocation(15.0)
     clock = {"now": 1000.0}
-    monkeypatch.setattr("qpay_common.qpay_client.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("qpay_common.adapters.qpay.client.time.monotonic", lambda: clock["now"])
     monkeypatch.setattr("qpay_common.deadlines.time.monotonic", lambda: clock["now"])
     from qpay_common import deadlines
 

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from qpay_common.request_body import (
+from qpay_common.http.request_body import (
     MAX_JSON_DEPTH,
     BodyRejected,
     UnsupportedMediaType,

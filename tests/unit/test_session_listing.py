@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from qpay_common.domain import PaymentSession, PaymentStatus
-from qpay_common.session_listing import SessionFilter, Stream, every_session, list_page
+from qpay_common.domain.listing import SessionFilter, Stream, every_session, list_page
+from qpay_common.domain.session import PaymentSession, PaymentStatus
 
 pytestmark = pytest.mark.unit
 

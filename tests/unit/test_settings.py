@@ -1,6 +1,6 @@
 import pytest
 
-from qpay_common.errors import ConfigurationError
+from qpay_common.domain.errors import ConfigurationError
 from qpay_common.settings import load_settings
 
 pytestmark = pytest.mark.unit

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from qpay_common.domain import PaymentSession, PaymentStatus, Refund
-from qpay_common.state_machine import (
+from qpay_common.domain.session import PaymentSession, PaymentStatus, Refund
+from qpay_common.domain.state_machine import (
     GRACE,
     PAYABLE,
     RECONCILED,
@@ -169,7 +169,7 @@ def test_entering_processed_stops_reconcile_and_queues_the_receipt_if_enabled(en
 
 
 def test_a_write_on_a_stale_version_loses(store):
-    from qpay_common.errors import StaleSession
+    from qpay_common.domain.errors import StaleSession
 
     session = stored(store, S.PENDING)
     apply(store, session, Event.CANCEL, FixedClock())

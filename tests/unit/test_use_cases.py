@@ -4,21 +4,21 @@ queries, and the scheduled jobs. The same rules run on DynamoDB Local in the int
 
 import pytest
 
-from qpay_common.api_models import CreatePaymentRequest
-from qpay_common.domain import PaymentStatus
-from qpay_common.errors import (
+from qpay_common.adapters.qpay.errors import QPayTransportError
+from qpay_common.domain.errors import (
     AlreadyPaid,
     IdempotencyConflict,
     InvalidCursor,
     NotCancellable,
-    QPayTransportError,
     QPayUnavailable,
     SessionExpired,
     SessionNotFound,
     Unauthorized,
 )
-from qpay_common.reconcile_queues import ReconcileTask
-from qpay_common.settlement import Settlement
+from qpay_common.domain.payment_request import CreatePaymentRequest
+from qpay_common.domain.session import PaymentStatus
+from qpay_common.usecases.ports import ReconcileTask
+from qpay_common.usecases.settlement import Settlement
 from tests.fakes import World, unit_webhook_keys
 
 pytestmark = pytest.mark.unit
@@ -515,7 +515,7 @@ class TestReconcileDispatch:
         assert session.reconcile_shard.startswith("R#")
 
     def test_due_sessions_are_read_fairly_across_shards(self, world):
-        from qpay_common.work_queues import RECONCILE_QUEUE
+        from qpay_common.domain.work_queues import RECONCILE_QUEUE
 
         # Given 600 due sessions, most of them in one shard
         created = [world.create(amount=100 + n) for n in range(600)]

@@ -3,9 +3,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from qpay_common.credentials import WebhookKeys
-from qpay_common.webhook_security import callback_token, callback_url, is_valid_callback_token
-from tests.support import ROOT
+from qpay_common.domain.callback_token import (
+    WebhookKeys,
+    callback_token,
+    callback_url,
+    is_valid_callback_token,
+)
+from qpay_common.domain.payment_request import CreatePaymentRequest
 
 pytestmark = pytest.mark.unit
 
@@ -98,16 +102,14 @@ def test_a_hostile_session_id_is_refused_without_raising(session_id):
     assert is_valid_callback_token(["s3cret"], session_id, callback_token("s3cret", "ps_abc")) is False
 
 
-def test_a_rotation_reaches_a_warm_environment_within_the_secret_cache_age(monkeypatch):
-    from qpay_common import dependencies
-    from qpay_common.credentials import SECRET_MAX_AGE_SECONDS
+def test_a_rotation_reaches_a_warm_environment_within_the_secret_cache_age():
+    from qpay_common.adapters.aws.secrets import SECRET_MAX_AGE_SECONDS
+    from qpay_common.composition import Refreshed
 
     # Given a warm environment that read the keys before a rotation
     secret = {"current_key_id": "k1", "k1": "first-key"}
     now = [1000.0]
-    keys = dependencies._Refreshed(
-        lambda: WebhookKeys.from_secret(secret), SECRET_MAX_AGE_SECONDS, lambda: now[0]
-    )
+    keys = Refreshed(lambda: WebhookKeys.from_secret(secret), SECRET_MAX_AGE_SECONDS, lambda: now[0])
     assert keys().current_key_id == "k1"
     # When k2 is added and made current
     secret.update({"current_key_id": "k2", "k2": "second-key"})
@@ -119,13 +121,42 @@ def test_a_rotation_reaches_a_warm_environment_within_the_secret_cache_age(monke
     assert is_valid_callback_token(keys().keys_for("k2"), "ps_abc", callback_token("second-key", "ps_abc"))
 
 
-def test_the_functions_read_the_keys_through_the_refreshed_loader_not_once():
-    from qpay_common import dependencies
+def test_a_warm_graph_signs_and_verifies_with_the_rotated_key_a_minute_after_the_rotation(monkeypatch):
+    from qpay_common.composition import WEBHOOK_KEYS_REFRESH_SECONDS, Graph
+    from qpay_common.domain.session import PaymentStatus
+    from tests.fakes import FakeCache, FakePublisher, FakeQPay, FixedClock, InMemorySessions, unit_settings
 
-    assert isinstance(dependencies.webhook_keys, dependencies._Refreshed)
-    assert dependencies.webhook_keys._max_age_seconds == 60
-    source = (ROOT / "layers/qpay_common/qpay_common/dependencies.py").read_text()
-    # Creation, settlement and refunds get the loader itself, and call it per use
-    assert "PaymentCreation(settings(), webhook_keys," in source
-    assert "Settlement(webhook_keys," in source
-    assert "Refunds(webhook_keys," in source
+    def callback_query(qpay, session):
+        query = parse_qs(urlsplit(qpay.invoices[session.invoice_id]["callback_url"]).query)
+        return query["token"][0], query["kid"][0]
+
+    # Given a warm environment's graph whose webhook keys come from the environment (k1)
+    monkeypatch.setenv("WEBHOOK_KEY_ID", "k1")
+    monkeypatch.setenv("WEBHOOK_SECRET", "first-key")
+    settings, clock, qpay = unit_settings(), FixedClock(), FakeQPay()
+    graph = Graph(
+        settings=settings,
+        clock=clock,
+        store=InMemorySessions(settings),
+        cache=FakeCache(clock),
+        qpay=qpay,
+        publisher=FakePublisher(),
+    )
+    request = CreatePaymentRequest(amount=500)
+    before, _ = graph.payment_creation.create_payment("alice", request, "https://shop.example")
+    assert callback_query(qpay, before)[1] == "k1"
+    # When k2 becomes current (k1 still accepted) and a minute passes
+    monkeypatch.setenv("WEBHOOK_KEY_ID", "k2")
+    monkeypatch.setenv("WEBHOOK_SECRET", "second-key")
+    monkeypatch.setenv("WEBHOOK_PREVIOUS_SECRETS", "k1:first-key")
+    clock.advance(seconds=WEBHOOK_KEYS_REFRESH_SECONDS)
+    after, _ = graph.payment_creation.create_payment("alice", request, "https://shop.example")
+    # Then the new invoice's URL is signed with k2, and callbacks on both URLs are accepted
+    token, kid = callback_query(qpay, after)
+    assert kid == "k2"
+    assert graph.settlement.handle_callback(after.session_id, token, kid).status == PaymentStatus.PENDING
+    old_token, old_kid = callback_query(qpay, before)
+    assert (
+        graph.settlement.handle_callback(before.session_id, old_token, old_kid).status
+        == PaymentStatus.PENDING
+    )

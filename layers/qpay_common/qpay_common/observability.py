@@ -44,3 +44,25 @@ def count(name: str, **dimensions: str) -> None:
     with single_metric(name=name, unit=MetricUnit.Count, value=1) as metric:
         for key, value in dimensions.items():
             metric.add_dimension(name=key, value=value)
+
+
+def record(name: str, value: float, *, seconds: bool = False) -> None:
+    """Add a value to the invocation's metrics (flushed by log_metrics): a count, or seconds."""
+    metrics.add_metric(name=name, unit=MetricUnit.Seconds if seconds else MetricUnit.Count, value=value)
+
+
+class QPayCallMetrics:
+    """The QPay client's monitor in Lambda: QPayCalls and QPayErrors by operation (the
+    PaymentCheckFailureAlarm divides the payment_check ones) and one warning per failed call, so
+    no use case counts or logs a QPay failure itself. Codes and statuses only: QPay's messages
+    can carry what we do not log."""
+
+    def called(self, operation: str) -> None:
+        count("QPayCalls", operation=operation)
+
+    def failed(self, operation: str, error: Exception) -> None:
+        count("QPayErrors", operation=operation)
+        logger.warning(
+            "QPay call failed",
+            extra={"operation": operation, "error": str(error), "qpay_code": getattr(error, "code", None)},
+        )

@@ -2,7 +2,7 @@
 
 Handlers never read os.environ; they get a Settings object. Secrets (QPay credentials, and the
 webhook HMAC keys) come from two Secrets Manager secrets in AWS (QPAY_SECRET_ARN,
-WEBHOOK_SECRET_ARN) and from the environment locally; see credentials.py.
+WEBHOOK_SECRET_ARN) and from the environment locally; see adapters/aws/secrets.py.
 """
 
 import os
@@ -11,14 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from qpay_common.errors import ConfigurationError
+from qpay_common.domain.errors import ConfigurationError
 
 QPAY_BASE_URLS = {
     "live": "https://merchant.qpay.mn/v2",
     "sandbox": "https://merchant-sandbox.qpay.mn/v2",
 }
-
-MAX_PAYMENT_AMOUNT = 100_000_000
 
 
 class Settings(BaseModel):

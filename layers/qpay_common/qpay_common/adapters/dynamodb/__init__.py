@@ -1,0 +1,1 @@
+"""DynamoDB: the table models, the session store and the cache table."""
