@@ -48,7 +48,9 @@ def imports_of(path: Path, *, at_import_time: bool = False) -> set[str]:
                     base = ".".join([*package.split(".")[: len(package.split(".")) - child.level + 1], base])
                 found.add(base)
                 # `from package import module` imports the module too.
-                found.update(f"{base}.{alias.name}" for alias in child.names if f"{base}.{alias.name}" in modules)
+                found.update(
+                    f"{base}.{alias.name}" for alias in child.names if f"{base}.{alias.name}" in modules
+                )
             visit(child)
 
     def visit_orelse(node: ast.If) -> None:
@@ -84,7 +86,9 @@ def test_the_layer_root_holds_a_handful_of_modules_and_the_rest_lives_in_subpack
     assert len(root_modules) <= ROOT_MODULES_AT_MOST, root_modules
     assert set(SUBPACKAGES) <= set(packages)
     for package in packages:
-        assert (LAYER / package / "__init__.py").read_text().strip(), f"{package}/__init__.py says what it holds"
+        assert (LAYER / package / "__init__.py").read_text().strip(), (
+            f"{package}/__init__.py says what it holds"
+        )
 
 
 def test_the_domain_imports_only_the_standard_library_pydantic_and_itself():
