@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 SCOPES ?=
 
-.PHONY: help install run simulator token inspect test lint cfn-lint checkov validate unit integration e2e contract bench openapi build clean
+.PHONY: help install run simulator token inspect invoke test lint lint-python lint-full template-lint cfn-lint checkov validate unit integration e2e contract bench openapi build deploy fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,8 +82,8 @@ install: $(STAMPS)/venv $(STAMPS)/sam $(STAMPS)/checkov $(STAMPS)/npm $(STAMPS)/
 run: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Start the local stack (API :3000, invoke :3001, DynamoDB Local, QPay simulator)
 	@$(PY) -m local.stack
 
-simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API)
-	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator
+simulator: $(STAMPS)/venv ## Start only the QPay simulator (:3100; QPay v2 API + /_sim/ control API); also `pip install` it: README
+	@PYTHONPATH=layers/qpay_common $(PY) -m local.qpay_simulator $(SIMULATOR_ARGS)
 
 token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=alice [SCOPES=payments/admin]
 	@$(PY) -m local.dev_token "$(USER)" $(if $(SCOPES),--scopes "$(SCOPES)")
@@ -91,20 +91,43 @@ token: $(STAMPS)/venv ## Print a dev JWT for the local stack: make token USER=al
 inspect: $(STAMPS)/venv ## Show a session, its order and its events: make inspect SESSION=ps_...
 	@$(PY) -m local.inspect $(if $(SESSION),session $(SESSION),events)
 
+# `sam local invoke` needs a container engine; this is the same one-shot invocation through the
+# running local stack's Lambda runtime (its invoke API on :3001), for machines without one.
+FUNCTION ?=
+EVENT ?=
+invoke: $(STAMPS)/venv ## Invoke one function of the running stack with an event file: make invoke FUNCTION=CreatePaymentFunction EVENT=events/create_payment.json
+	@$(PY) -m local.invoke "$(FUNCTION)" "$(EVENT)"
+
 # The suites that start servers (DynamoDB Local, the simulator, the local stack) each pick free
 # ports, so they run side by side; each one's output is printed whole when it ends.
 SLOW_SUITES := integration e2e contract
 
-test: install lint validate unit ## Lint, validate the template, run every test suite
+test: install lint-full validate unit ## Lint, validate the template, run every test suite
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
-lint: $(STAMPS)/venv $(STAMPS)/checkov ## ruff (lint + format check), mypy on the layer, cfn-lint and checkov on the template
+# The template linters take ~35 s: `make lint` runs them only when the template (or a linter's
+# pin) changed since they last passed here; `make test` always runs them (lint-full).
+lint: lint-python $(STAMPS)/template-lint ## ruff (lint + format check), mypy; cfn-lint and checkov if the template changed
+
+lint-full: lint-python template-lint ## Every linter, the template ones whether or not it changed
+
+lint-python: $(STAMPS)/venv
 	@echo "==> lint"
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+
+template-lint: $(STAMPS)/venv $(STAMPS)/checkov
 	@$(MAKE) --no-print-directory -j2 --output-sync=target cfn-lint checkov
+	@touch $(STAMPS)/template-lint
+
+$(STAMPS)/template-lint: template.yaml requirements/dev.txt requirements/checkov.txt | $(STAMPS)
+	@$(MAKE) --no-print-directory template-lint
+
+fmt: $(STAMPS)/venv ## Format the code and apply ruff's safe fixes
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
 
 # `make validate` (sam validate --lint) lints the template with its defaults; this run turns the
 # optional resources on (the merchant endpoint's API destination) and the prod stage.
@@ -163,6 +186,15 @@ build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH
 	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" $(SAM) build
 	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" python3.13 -m compileall -q -f -j 0 \
 	  --invalidation-mode unchecked-hash .aws-sam/build
+
+# The first deploy of an environment is guided (SAM asks for what samconfig.toml does not hold
+# and writes the answers there); later ones deploy the saved configuration.
+ENV ?= dev
+DEPLOYED := .local/deployed-$(ENV)
+deploy: build ## Deploy to AWS after make build: make deploy [ENV=dev|prod] (guided the first time; GUIDED=1 to ask again)
+	@mkdir -p $(dir $(DEPLOYED))
+	$(SAM) deploy $(if $(GUIDED)$(if $(wildcard $(DEPLOYED)),,first),--guided )--config-env $(ENV)
+	@touch $(DEPLOYED)
 
 clean: ## Remove installed environments and build output
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules $(STAMPS) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache

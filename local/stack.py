@@ -36,9 +36,11 @@ from local.functions import FunctionRuntime, RuntimeSettings
 from local.jwt_auth import JwtSettings
 from local.lambda_invoke import LambdaInvokeApi
 from local.processes import ManagedProcess, ProcessError
+from local.sam_env import env_file_path, sam_env_vars, write_sam_env_file
 from local.scheduler import ScheduleError, Scheduler, SchedulerSettings
 from local.sqs import EventSourceMappings, SqsSettings, create_queues
 from local.template import (
+    LOCAL_REGION,
     Template,
     TemplateError,
     create_tables,
@@ -130,6 +132,7 @@ class LocalStack:
         self.tables: list[str] = []
         self.buses: list[str] = []
         self.queues: list[str] = []
+        self.sam_env_file = env_file_path(self.repo_root)
 
     def start(self) -> None:
         scheduler_settings = SchedulerSettings.from_env()
@@ -171,6 +174,14 @@ class LocalStack:
             template,
             environment_for=lambda function: build_function_environment(function, self.ports, shell),
             settings=runtime_settings,
+        )
+        write_sam_env_file(
+            self.sam_env_file,
+            sam_env_vars(
+                template,
+                lambda function: build_function_environment(function, self.ports, shell),
+                host=os.environ.get("LOCAL_SAM_ENV_HOST") or self.ports.host,
+            ),
         )
         # One environment per function, started in parallel: import failures show in the banner,
         # and the first request does not pay every cold start at once.
@@ -306,11 +317,12 @@ class LocalStack:
                 f"{variable}={getattr(ports, name)}"
                 for name, variable in (
                     ("api", "LOCAL_API_PORT"),
+                    ("invoke", "LOCAL_INVOKE_PORT"),
                     ("dynamodb", "LOCAL_DYNAMODB_PORT"),
                     ("moto", "LOCAL_MOTO_PORT"),
                 )
             )
-            lines.append(f"  0. export {exports}    # so make inspect finds this stack")
+            lines.append(f"  0. export {exports}    # so make inspect and make invoke find this stack")
         lines += [
             "  1. TOKEN=$(make -s token USER=alice)",
             f'  2. RESP=$(curl -s -X POST {api}/payments -H "Authorization: Bearer $TOKEN" '
@@ -326,8 +338,12 @@ class LocalStack:
             "  6. make inspect SESSION=$SESSION_ID     # the order and its PaymentCompleted event",
             f"  7. curl -s -X POST {invoke}/2015-03-31/functions/{example_function}/invocations -d '{{}}'",
             f"     or: aws lambda invoke --endpoint-url {invoke} --function-name {example_function} out.json",
-            "  7. OPS=$(make -s token USER=ops SCOPES=payments/admin)    # an operator: the /admin routes",
+            "  8. OPS=$(make -s token USER=ops SCOPES=payments/admin)    # an operator: the /admin routes",
             f'     curl -s {api}/admin/payments/$SESSION_ID -H "Authorization: Bearer $OPS"   # and QPay',
+            "  9. make invoke FUNCTION=CreatePaymentFunction EVENT=events/create_payment.json",
+            "     or, with a container engine: sam local invoke CreatePaymentFunction"
+            f" -e events/create_payment.json --env-vars {self.sam_env_file}"
+            f" --docker-network host --region {LOCAL_REGION}",
         ]
         return lines
 

@@ -41,6 +41,6 @@ Start it with `make simulator` / `python -m local.qpay_simulator` or, in tests,
 `start_simulator(port=0)`. The README section "The QPay simulator on its own" is its user guide.
 """
 
-from local.qpay_simulator.server import SimulatorHandle, start_simulator
+from .server import SimulatorHandle, start_simulator
 
 __all__ = ["SimulatorHandle", "start_simulator"]

@@ -1,4 +1,4 @@
-"""`python -m local.qpay_simulator`: serve the QPay simulator until SIGINT or SIGTERM."""
+"""`qpay-simulator` (`python -m local.qpay_simulator` in this repository): serve it until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import signal
 import threading
 
-from local.qpay_simulator.server import start_simulator
-from local.qpay_simulator.state import (
+from .server import start_simulator
+from .state import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_EBARIMT_INVOICE_CODE,
@@ -18,7 +18,7 @@ from local.qpay_simulator.state import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.qpay_simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="qpay-simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3100, help="0 picks a free port")
     parser.add_argument("--client-id", default=os.environ.get("QPAY_SIM_CLIENT_ID", DEFAULT_CLIENT_ID))

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-logger = logging.getLogger("local.qpay_simulator")
+logger = logging.getLogger("qpay_simulator")
 
 CALLBACK_TIMEOUT_S = 30.0
 _BODY_PREVIEW_CHARS = 200

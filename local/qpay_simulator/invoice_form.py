@@ -19,9 +19,10 @@ from datetime import time as day_time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from local.qpay_simulator.errors import invalid_amount, object_data_error, qpay_error
-from local.qpay_simulator.records import InvoiceTerms, cents
 from qpay_common.adapters.qpay.codes import QPayErrorCode
+
+from .errors import invalid_amount, object_data_error, qpay_error
+from .records import InvoiceTerms, cents
 
 MAX_INVOICE_AMOUNT = Decimal(1_000_000_000)
 LINE_DESCRIPTION_MAX = 255

@@ -17,10 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from local.qpay_simulator.bank_app_page import PageAsset, find_asset
-from local.qpay_simulator.callbacks import deliver_callback
-from local.qpay_simulator.errors import QPayError, in_form, qpay_error
-from local.qpay_simulator.state import (
+from qpay_common.adapters.qpay.codes import QPayErrorCode
+
+from .bank_app_page import PageAsset, find_asset
+from .callbacks import deliver_callback
+from .errors import QPayError, in_form, qpay_error
+from .state import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_EBARIMT_INVOICE_CODE,
@@ -29,9 +31,8 @@ from local.qpay_simulator.state import (
     SimulatorState,
     TokenPolicy,
 )
-from qpay_common.adapters.qpay.codes import QPayErrorCode
 
-logger = logging.getLogger("local.qpay_simulator")
+logger = logging.getLogger("qpay_simulator")
 
 CONTROL_PREFIX = "/_sim/"
 MAX_BODY_BYTES = 1024 * 1024

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from local.qpay_simulator.records import WALLET_ID, Invoice, Payment, Receipt, cents
+from .records import WALLET_ID, Invoice, Payment, Receipt, cents
 
 MERCHANT_NAME = "QPAY SIMULATOR"
 MERCHANT_REGISTER_NO = "5395305"

@@ -24,20 +24,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from local.qpay_simulator import shapes
-from local.qpay_simulator.errors import ERROR_FORMS, QPayError, control_error, object_data_error, qpay_error
-from local.qpay_simulator.invoice_form import (
+from qpay_common.adapters.qpay.codes import QPayErrorCode
+
+from . import shapes
+from .errors import ERROR_FORMS, QPayError, control_error, object_data_error, qpay_error
+from .invoice_form import (
     parse_moment,
     parse_tax_type,
     parse_terms,
     shown_back,
     whole_amount,
 )
-from local.qpay_simulator.qr import bank_app_links, build_qr_text, qr_png_base64
-from local.qpay_simulator.records import Invoice, Payment, Receipt, cents
-from qpay_common.adapters.qpay.codes import QPayErrorCode
+from .qr import bank_app_links, build_qr_text, qr_png_base64
+from .records import Invoice, Payment, Receipt, cents
 
-logger = logging.getLogger("local.qpay_simulator")
+logger = logging.getLogger("qpay_simulator")
 
 DEFAULT_CLIENT_ID = "TEST_MERCHANT"
 DEFAULT_CLIENT_SECRET = "local-sim-secret"

@@ -5,10 +5,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,8 @@ class Stack:
     moto: str
     sim: str
     process: subprocess.Popen[str]
+    # The env-vars file for `sam local invoke` this stack wrote.
+    sam_env_file: Path
     output: list[str] = field(default_factory=list)
 
     def token(self, user_id: str = "alice", minutes: float = 60) -> str:
@@ -74,7 +78,10 @@ class Stack:
 def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     ports = {name: free_port() for name in ("API", "INVOKE", "DYNAMODB", "MOTO", "SIMULATOR")}
     env = {**os.environ, **{f"LOCAL_{name}_PORT": str(port) for name, port in ports.items()}}
-    env.update({"LOCAL_SCHEDULES": "off", "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+    # Not the checkout's .local/: a `make run` of the developer's own may be using it.
+    sam_env_file = Path(tempfile.mkdtemp(prefix="sam-env-")) / "sam-env.json"
+    env.update({"LOCAL_SCHEDULES": "off", "PYTHONUNBUFFERED": "1", "LOCAL_SAM_ENV_FILE": str(sam_env_file)})
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack"],
         cwd=ROOT,
@@ -92,6 +99,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
         moto=url(ports["MOTO"]),
         sim=url(ports["SIMULATOR"]),
         process=process,
+        sam_env_file=sam_env_file,
     )
     ready = threading.Event()
 

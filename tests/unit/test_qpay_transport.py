@@ -386,3 +386,26 @@ def test_the_default_session_keeps_a_connection_for_every_job_thread():
     for scheme in ("https://", "http://"):
         adapter = transport.session.get_adapter(f"{scheme}merchant.qpay.mn")
         assert adapter._pool_maxsize >= most_threads
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://merchant.qpay.mn",
+        "https://merchant.qpay.mn/",
+        "https://merchant.qpay.mn/v2",
+        "https://merchant.qpay.mn/v2/",
+    ],
+)
+def test_qpays_documented_base_works_with_or_without_v2(base):
+    # Given QPAY_BASE_URL as QPay documents it, or as the v2 root
+    session = ScriptedSession(FakeResponse(200, {"ok": 1}))
+    qpay = QPayTransport(
+        base, connect_timeout=1, read_timeout=1, max_attempts=1, budget_seconds=5, session=session
+    )
+
+    # When a call is made
+    qpay.send("POST", "/payment/check", idempotent=True)
+
+    # Then it goes to the v2 API, never to /v2/v2 or outside it
+    assert session.calls[0][1] == "https://merchant.qpay.mn/v2/payment/check"

@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qpay_common.domain.errors import ConfigurationError
 
+# QPAY_ENV picks one; QPAY_BASE_URL overrides it, with or without the /v2 (QPay documents the
+# base as https://merchant.qpay.mn; the client adds /v2 when it is missing).
 QPAY_BASE_URLS = {
-    "live": "https://merchant.qpay.mn/v2",
-    "sandbox": "https://merchant-sandbox.qpay.mn/v2",
+    "live": "https://merchant.qpay.mn/v2",  # QPAY_ENV=live: real money
+    "sandbox": "https://merchant-sandbox.qpay.mn/v2",  # QPAY_ENV=sandbox, the default
 }
 
 

@@ -95,6 +95,16 @@ def _pooled_session() -> requests.Session:
     return session
 
 
+API_ROOT = "/v2"
+
+
+def v2_root(base_url: str) -> str:
+    """The merchant API v2's root from QPay's base as documented (`https://merchant.qpay.mn`) or
+    from the v2 root itself (`https://merchant.qpay.mn/v2`): every path is under /v2."""
+    stripped = base_url.rstrip("/")
+    return stripped if stripped.endswith(API_ROOT) else stripped + API_ROOT
+
+
 class QPayTransport:
     def __init__(
         self,
@@ -110,7 +120,7 @@ class QPayTransport:
     ) -> None:
         """`observe(milliseconds)` is told how long each answered request took (the QPayLatency
         metric in Lambda; nothing outside it)."""
-        self.base_url = base_url.rstrip("/")
+        self.base_url = v2_root(base_url)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_attempts = max_attempts

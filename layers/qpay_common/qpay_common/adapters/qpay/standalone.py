@@ -73,8 +73,9 @@ def standalone_client(
     max_attempts: int = 4,
     budget_seconds: float = 20.0,
 ) -> QPayClient:
-    """A QPay client with in-process tokens, e.g. `standalone_client("https://merchant.qpay.mn/v2",
-    "MY_CLIENT_ID", "secret")`. The same timeouts, retries and typed errors as in Lambda."""
+    """A QPay client with in-process tokens, e.g. `standalone_client("https://merchant.qpay.mn",
+    "MY_CLIENT_ID", "secret")` (the base with or without /v2). The same timeouts, retries and typed
+    errors as in Lambda."""
     transport = QPayTransport(
         base_url,
         connect_timeout=connect_timeout,
