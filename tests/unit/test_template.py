@@ -382,9 +382,17 @@ def alarm_metrics(alarm):
     else:
         stats = [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
     return [
-        (s["Namespace"], s["MetricName"], {d["Name"]: d["Value"] for d in s.get("Dimensions", [])})
+        (s["Namespace"], s["MetricName"], {d["Name"]: as_ref(d["Value"]) for d in s.get("Dimensions", [])})
         for s in stats
     ]
+
+
+def as_ref(value):
+    """`!Sub "${Name}"` is `!Ref Name` to CloudFormation: the Fn::ForEach loops write the first."""
+    text = value.get("Fn::Sub") if isinstance(value, dict) and set(value) == {"Fn::Sub"} else None
+    if isinstance(text, str) and re.fullmatch(r"\$\{[A-Za-z0-9]+\}", text):
+        return {"Ref": text[2:-1]}
+    return value
 
 
 def alarms_on(namespace, metric, **dimensions):
@@ -913,3 +921,37 @@ class TestTemplateLintSuppressions:
         assert "cfn-lint checkov" in lint
         assert re.search(r"^cfn-lint==[0-9.]+$", (ROOT / "requirements/dev.txt").read_text(), re.M)
         assert re.search(r"^checkov==[0-9.]+$", (ROOT / "requirements/checkov.txt").read_text(), re.M)
+
+
+class TestWrittenOnce:
+    """The per-function log group and alarms are Fn::ForEach loops (AWS::LanguageExtensions):
+    one definition, expanded by CloudFormation before SAM's transform."""
+
+    def test_the_local_reader_expands_the_loops_exactly_as_sam_cli_does(self):
+        import subprocess
+
+        python = ROOT / ".venv-sam" / "bin" / "python"
+        assert python.exists(), "SAM's venv is missing: run `make install` (make unit installs it)"
+        result = subprocess.run(
+            [str(python), str(ROOT / "tests" / "sam_transform.py"), "{}", "--loops-only"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        by_sam_cli = json.loads(result.stdout)
+        assert by_sam_cli["Resources"] == RAW["Resources"]
+        assert by_sam_cli.get("Conditions") == RAW.get("Conditions")
+        assert by_sam_cli.get("Outputs") == RAW.get("Outputs")
+
+    def test_every_function_is_in_the_loops_and_the_loops_name_only_functions(self):
+        written = load_yaml(TEMPLATE, expand=False)
+        assert written["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+        loops = {key: value for key, value in written["Resources"].items() if key.startswith("Fn::ForEach::")}
+        assert loops
+        names = {name.removesuffix("Function") for name in functions()}
+        for key, (_, collection, _) in loops.items():
+            # The webhook's errors are in WebhookErrorsAlarm, with its 5xx answers
+            expected = names - {"QPayWebhook"} if key == "Fn::ForEach::FunctionErrorAlarms" else names
+            assert set(collection) == expected, key
