@@ -252,27 +252,15 @@ class TestReconcileOnSqs:
             assert queue["VisibilityTimeout"] >= 6 * worker_timeout
         assert RESOURCES["ReconcileDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
 
-    def test_alarms_watch_the_age_of_the_oldest_message_and_the_dead_letter_queue(self):
-        alarms = {
-            name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"
-        }
-
-        def watching(metric, queue):
-            return [
-                alarm
-                for alarm in alarms.values()
-                if alarm.get("MetricName") == metric
-                and alarm["Dimensions"]
-                == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-            ]
-
+    def test_alarms_watch_the_age_of_the_oldest_message_and_arrivals_in_the_dead_letter_queue(self):
         for queue in ("ReconcileQueue", "ReconcilePriorityQueue"):
-            [age] = watching("ApproximateAgeOfOldestMessage", queue)
-            assert age["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-            assert age["Threshold"] < 900  # before the dispatcher's 15-minute lease runs out
-        [dead_letters] = watching("ApproximateNumberOfMessagesVisible", "ReconcileDeadLetterQueue")
-        assert dead_letters["Threshold"] == 0
-        assert dead_letters["ComparisonOperator"] == "GreaterThanThreshold"
+            queue_name = {"Fn::GetAtt": [queue, "QueueName"]}
+            [age] = alarms_on("AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=queue_name)
+            assert RESOURCES[age]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+            assert RESOURCES[age]["Properties"]["Threshold"] < 900  # before the 15-minute lease ends
+        dead_letters = {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "QueueName"]}
+        [alarm] = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=dead_letters)
+        assert arrivals_alarm(alarm)
 
     def test_the_local_stack_reads_the_same_wiring(self):
         template = load_template(TEMPLATE)
@@ -304,24 +292,23 @@ class TestWebhookProtection:
         settings = RESOURCES["HttpApi"]["Properties"]["DefaultRouteSettings"]
         assert settings["DetailedMetricsEnabled"] is True
 
-    def test_the_webhook_alarm_adds_both_routes_5xx_to_the_functions_errors(self):
-        alarm = RESOURCES["WebhookErrorsAlarm"]["Properties"]
-        metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
-        [expression] = [metric for metric in metrics.values() if "Expression" in metric]
-        assert expression["ReturnData"] is True
-        used = set(re.findall(r"[a-z][A-Za-z0-9]*", expression["Expression"])) - {"FILL"}
-        stats = {metric_id: metrics[metric_id]["MetricStat"]["Metric"] for metric_id in used}
-        assert {(stat["Namespace"], stat["MetricName"]) for stat in stats.values()} == {
-            ("AWS/Lambda", "Errors"),
-            ("AWS/ApiGateway", "5xx"),
+    def test_the_webhook_alarm_is_the_share_of_callbacks_its_two_routes_answer_5xx(self):
+        alarm = RESOURCES["Webhook5xxRateAlarm"]["Properties"]
+        [rate] = [metric for metric in alarm["Metrics"] if "Expression" in metric]
+        assert rate["ReturnData"] is True
+        read = alarm_metrics(RESOURCES["Webhook5xxRateAlarm"])
+        assert {(metric, dims["Route"]) for _, metric, dims in read} == {
+            (metric, route)
+            for metric in ("5xx", "Count")
+            for route in ("GET /webhooks/qpay", "POST /webhooks/qpay")
         }
-        routes = {
-            next(d["Value"] for d in stat["Dimensions"] if d["Name"] == "Route")
-            for stat in stats.values()
-            if stat["MetricName"] == "5xx"
-        }
-        assert routes == {"GET /webhooks/qpay", "POST /webhooks/qpay"}
-        assert alarm["Threshold"] == 0
+        # A rate of the callbacks, with a minimum count, over 2 of 3 windows: one QPay timeout
+        # that reconcile absorbs is not a page
+        expression = rate["Expression"]["Fn::Sub"]
+        assert "100 * (FILL(get5xx, 0) + FILL(post5xx, 0)) / (FILL(gets, 0) + FILL(posts, 0))" in expression
+        assert ">= ${FunctionFailuresMinimum}" in expression
+        assert alarm["Threshold"] == {"Ref": "Webhook5xxRatePercent"}
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 2)
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
@@ -393,6 +380,18 @@ def as_ref(value):
     if isinstance(text, str) and re.fullmatch(r"\$\{[A-Za-z0-9]+\}", text):
         return {"Ref": text[2:-1]}
     return value
+
+
+def arrivals_alarm(name):
+    """An alarm that fires when messages arrive (the depth rises), not while they wait."""
+    properties = RESOURCES[name]["Properties"]
+    [expression] = [metric["Expression"] for metric in properties["Metrics"] if "Expression" in metric]
+    return (
+        "DIFF(FILL(" in expression
+        and properties["Threshold"] == 0
+        and properties["ComparisonOperator"] == "GreaterThanThreshold"
+        and properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    )
 
 
 def alarms_on(namespace, metric, **dimensions):
@@ -571,6 +570,36 @@ class TestAlarms:
             assert throttles, name
             for alarm in errors + throttles:
                 assert RESOURCES[alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    @pytest.mark.parametrize("kind", ["Errors", "Throttles"])
+    def test_function_alarms_are_rates_over_several_windows_with_a_minimum_count(self, kind):
+        for name in functions():
+            [alarm] = alarms_on("AWS/Lambda", kind, FunctionName={"Ref": name})
+            properties = RESOURCES[alarm]["Properties"]
+            # The rate's denominator is the function's own invocations
+            assert ("AWS/Lambda", "Invocations", {"FunctionName": {"Ref": name}}) in alarm_metrics(
+                RESOURCES[alarm]
+            )
+            [rate] = [
+                metric["Expression"]["Fn::Sub"] for metric in properties["Metrics"] if "Expression" in metric
+            ]
+            assert f"FILL({kind.lower()}, 0) >= ${{FunctionFailuresMinimum}}" in rate, alarm
+            assert "100 * FILL(" in rate, alarm
+            assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (3, 2), alarm
+            assert properties["Threshold"]["Ref"] == f"Function{kind[:-1]}RatePercent"
+
+    def test_failing_creates_page_at_any_traffic_level(self):
+        alarm = RESOURCES["CreatePaymentFailingAlarm"]
+        assert {(metric, dims["Route"]) for _, metric, dims in alarm_metrics(alarm)} == {
+            ("5xx", "POST /payments"),
+            ("Count", "POST /payments"),
+        }
+        properties = alarm["Properties"]
+        [rate] = [metric["Expression"] for metric in properties["Metrics"] if "Expression" in metric]
+        # One request in the window is enough (Api5xxRateAlarm needs 20); two windows running
+        assert rate == "IF(FILL(creates, 0) > 0, 100 * FILL(failed, 0) / creates, 0)"
+        assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (2, 2)
+        assert properties["Threshold"] == {"Ref": "CreateFailureRatePercent"}
 
     def test_dynamodb_throttles_of_every_table_raise_one_alarm(self):
         for table in ("SessionsTable", "OrdersTable", "CacheTable"):
@@ -952,6 +981,4 @@ class TestWrittenOnce:
         assert loops
         names = {name.removesuffix("Function") for name in functions()}
         for key, (_, collection, _) in loops.items():
-            # The webhook's errors are in WebhookErrorsAlarm, with its 5xx answers
-            expected = names - {"QPayWebhook"} if key == "Fn::ForEach::FunctionErrorAlarms" else names
-            assert set(collection) == expected, key
+            assert set(collection) == names, key
