@@ -843,9 +843,14 @@ class TestEventDelivery:
         assert archive["RetentionDays"] == {"Ref": "EventArchiveRetentionDays"}
         assert RAW["Parameters"]["EventArchiveRetentionDays"]["Default"] > 0
 
-    def test_payment_completed_always_reaches_the_merchant_queue_with_retries_and_a_dead_letter_queue(self):
-        rule = Resolver(RAW).resolve(RESOURCES["PaymentCompletedRule"]["Properties"])
-        assert rule["EventPattern"] == {"source": ["qpay.payments"], "detail-type": ["PaymentCompleted"]}
+    def test_completed_and_refunded_always_reach_the_merchant_queue_with_retries_and_a_dead_letter_queue(
+        self,
+    ):
+        rule = Resolver(RAW).resolve(RESOURCES["MerchantEventsRule"]["Properties"])
+        assert rule["EventPattern"] == {
+            "source": ["qpay.payments"],
+            "detail-type": ["PaymentCompleted", "PaymentRefunded"],
+        }
         [queue] = rule["Targets"]
         assert queue["Arn"].endswith(":MerchantEventsQueue")
         assert queue["DeadLetterConfig"]["Arn"].endswith(":EventDeliveryDeadLetterQueue")
@@ -855,6 +860,32 @@ class TestEventDelivery:
             "ApproximateNumberOfMessagesVisible",
             QueueName={"Fn::GetAtt": ["EventDeliveryDeadLetterQueue", "QueueName"]},
         )
+
+    def test_a_merchant_consumer_that_is_down_pages_before_its_events_expire(self):
+        [alarm] = alarms_on(
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            QueueName={"Fn::GetAtt": ["MerchantEventsQueue", "QueueName"]},
+        )
+        properties = RESOURCES[alarm]["Properties"]
+        assert properties["Threshold"] == {"Ref": "MerchantEventsMaxAgeSeconds"}
+        retention = RESOURCES["MerchantEventsQueue"]["Properties"]["MessageRetentionPeriod"]
+        assert RAW["Parameters"]["MerchantEventsMaxAgeSeconds"]["Default"] < retention / 24
+        assert RAW["Parameters"]["MerchantEventsMaxAgeSeconds"]["MaxValue"] <= retention
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    def test_events_eventbridge_could_neither_deliver_nor_dead_letter_page(self):
+        rule_name = {"Fn::Select": [1, {"Fn::Split": ["|", {"Ref": "MerchantEventsRule"}]}]}
+        for metric in ("FailedInvocations", "InvocationsFailedToBeSentToDlq"):
+            [alarm] = alarms_on("AWS/Events", metric, EventBusName={"Ref": "PaymentsBus"}, RuleName=rule_name)
+            assert RESOURCES[alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    def test_both_event_schemas_say_how_to_dedupe(self):
+        for detail_type in ("PaymentCompleted", "PaymentRefunded"):
+            schema = json.loads((ROOT / "docs" / "events" / f"{detail_type}.schema.json").read_text())
+            assert "detail-type" in schema["description"], detail_type
+            assert "detail.order_id" in schema["description"], detail_type
+            assert "MerchantEventsQueue" in schema["description"], detail_type
 
     API_DESTINATION_PARTS = (
         "MerchantConnection",
@@ -867,12 +898,12 @@ class TestEventDelivery:
     def test_without_a_merchant_endpoint_no_api_destination_is_created(self):
         resolver = Resolver(RAW)
         assert not any(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
-        assert len(resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])) == 1
+        assert len(resolver.resolve(RESOURCES["MerchantEventsRule"]["Properties"]["Targets"])) == 1
 
     def test_with_a_merchant_endpoint_the_api_destination_is_wired_with_its_own_dead_letter_queue(self):
         resolver = Resolver(RAW, MERCHANT_ENDPOINT)
         assert all(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
-        targets = resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])
+        targets = resolver.resolve(RESOURCES["MerchantEventsRule"]["Properties"]["Targets"])
         [endpoint] = [t for t in targets if t["Id"] == "MerchantEndpoint"]
         assert endpoint["Arn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestination", "Arn"]})
         assert endpoint["RoleArn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestinationRole", "Arn"]})
