@@ -111,7 +111,8 @@ lint: $(STAMPS)/venv $(STAMPS)/checkov ## ruff (lint + format check), mypy on th
 CFN_LINT_PARAMETERS := Stage=prod MerchantEndpointUrl=https://orders.shop.example/qpay \
   MerchantEndpointApiKeySecretArn=arn:aws:secretsmanager:ap-east-1:123456789012:secret:merchant-AbCdEf \
   DomainName=pay.shop.example CertificateArn=arn:aws:acm:ap-east-1:123456789012:certificate/abc \
-  HostedZoneId=Z0123456789 AlarmEmail=ops@shop.example
+  HostedZoneId=Z0123456789 AlarmEmail=ops@shop.example QPayInvoiceCode=SHOP_INVOICE \
+  JwtIssuer=https://cognito-idp.ap-east-1.amazonaws.com/ap-east-1_AbCdEf JwtAudience=1example23456789
 
 cfn-lint: $(STAMPS)/venv ## cfn-lint on template.yaml, the optional resources on
 	@echo "==> cfn-lint"

@@ -962,6 +962,58 @@ class TestStages:
         assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
+PROD_READY = {
+    "Stage": "prod",
+    "AlarmEmail": "ops@shop.mn",
+    "JwtIssuer": "https://cognito-idp.ap-east-1.amazonaws.com/ap-east-1_AbCdEf",
+    "JwtAudience": "1example23456789",
+    "QPayInvoiceCode": "SHOP_INVOICE",
+    "DomainName": "pay.shop.mn",
+    "CertificateArn": "arn:aws:acm:ap-east-1:123456789012:certificate/abc",
+}
+
+
+def refused_by_rules(parameters):
+    """What CloudFormation says when it refuses a deploy with these parameters (the template's
+    Rules, evaluated as it evaluates them before creating anything)."""
+    resolver = Resolver(RAW, parameters)
+    refused = []
+    for rule in RAW["Rules"].values():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        refused += [a["AssertDescription"] for a in rule["Assertions"] if not resolver.resolve(a["Assert"])]
+    return refused
+
+
+class TestProdRefusesPlaceholders:
+    def test_a_prod_deploy_with_the_defaults_is_refused_for_each_placeholder(self):
+        refused = refused_by_rules({"Stage": "prod"})
+        for parameter in ("AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"):
+            assert any(f"needs {parameter}" in message for message in refused), parameter
+
+    @pytest.mark.parametrize(
+        "parameter", ["AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"]
+    )
+    def test_each_placeholder_alone_is_enough_to_refuse_prod(self, parameter):
+        default = RAW["Parameters"][parameter].get("Default", "")
+        [message] = refused_by_rules({**PROD_READY, parameter: default})
+        assert f"needs {parameter}" in message
+
+    def test_prod_with_real_values_and_dev_with_the_defaults_deploy(self):
+        assert refused_by_rules(PROD_READY) == []
+        assert refused_by_rules({"Stage": "dev"}) == []
+
+    def test_samconfig_prod_names_everything_the_rule_asks_for(self):
+        config = (ROOT / "samconfig.toml").read_text()
+        prod = config[config.index("# prod:") :]
+        asserted = re.findall(
+            r"\{\"Ref\": \"([A-Za-z]+)\"\}", json.dumps(RAW["Rules"]["ProdIsConfigured"]["Assertions"])
+        )
+        assert set(asserted) == {"AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"}
+        for parameter in asserted:
+            assert f"{parameter}=" in prod, parameter
+
+
 class TestTemplateLintSuppressions:
     def test_every_checkov_skip_names_its_check_and_says_why_in_one_line(self):
         skips = [
