@@ -1014,6 +1014,69 @@ class TestProdRefusesPlaceholders:
             assert f"{parameter}=" in prod, parameter
 
 
+def role_of(function_name):
+    """SAM names a function's generated role <Function>Role."""
+    return {"Fn::GetAtt": [f"{function_name}Role", "Arn"]}
+
+
+def secret_policy_principals(policy_id):
+    [statement] = RESOURCES[policy_id]["Properties"]["ResourcePolicy"]["Statement"]
+    split = statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Split"]
+    functions_joined, extra_joined = split[1]["Fn::Join"][1]
+    return statement, functions_joined["Fn::Join"][1], extra_joined
+
+
+class TestResourcePolicies:
+    def test_only_the_functions_that_publish_may_put_events_on_the_bus(self):
+        policy = RESOURCES["PaymentsBusPolicy"]["Properties"]
+        assert policy["EventBusName"] == {"Ref": "PaymentsBus"}
+        statement = policy["Statement"]
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "events:PutEvents",
+        )
+        publishers = [
+            name
+            for name, function in functions().items()
+            if any("events:PutEvents" in json.dumps(s["Action"]) for s in statements(function))
+        ]
+        assert publishers
+        assert statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [role_of(n) for n in publishers]
+        # EventBridge itself (archive replays) is not denied
+        assert statement["Condition"]["BoolIfExists"] == {"aws:PrincipalIsAWSService": "false"}
+
+    @pytest.mark.parametrize(
+        ("policy_id", "secret"),
+        [("QPayCredentialsSecretPolicy", QPAY_SECRET), ("WebhookKeysSecretPolicy", WEBHOOK_SECRET)],
+    )
+    def test_only_the_functions_that_read_a_secret_may_read_it(self, policy_id, secret):
+        properties = RESOURCES[policy_id]["Properties"]
+        # On the secret in use, created or passed in, and kept when a stack that shares it goes
+        assert properties["SecretId"] == secret
+        assert properties["BlockPublicPolicy"] is True
+        assert RESOURCES[policy_id]["DeletionPolicy"] == "Retain"
+        statement, allowed, extra = secret_policy_principals(policy_id)
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "secretsmanager:GetSecretValue",
+        )
+        readers = [name for name, function in functions().items() if secret in secrets_readable_by(function)]
+        assert readers
+        assert allowed == [role_of(name) for name in readers]
+        assert extra == {"Fn::Join": [",", {"Ref": "SecretReaderRoleArns"}]}
+
+    def test_nobody_but_the_merchant_rule_sends_to_the_merchant_queues(self):
+        policy = RESOURCES["EventDeliveryQueuePolicy"]["Properties"]["PolicyDocument"]
+        [deny] = [statement for statement in policy["Statement"] if statement["Effect"] == "Deny"]
+        assert (deny["Principal"], deny["Action"]) == ("*", "sqs:SendMessage")
+        assert {"Fn::GetAtt": ["MerchantEventsQueue", "Arn"]} in deny["Resource"]
+        assert deny["Condition"] == {
+            "ArnNotEquals": {"aws:SourceArn": {"Fn::GetAtt": ["MerchantEventsRule", "Arn"]}}
+        }
+
+
 class TestTemplateLintSuppressions:
     def test_every_checkov_skip_names_its_check_and_says_why_in_one_line(self):
         skips = [
