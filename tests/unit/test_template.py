@@ -1128,3 +1128,211 @@ class TestWrittenOnce:
         names = {name.removesuffix("Function") for name in functions()}
         for key, (_, collection, _) in loops.items():
             assert set(collection) == names, key
+
+
+# The template as CloudFormation runs it in prod: the loops expanded, then SAM's transform
+# (tests/sam_transform.py). Each check lists what it finds missing, so a test can also show that
+# taking an alarm or a policy away is caught.
+
+
+def referenced_ids(node):
+    """Logical ids a fragment refers to: Ref, GetAtt and ${Id} in a Sub."""
+    if isinstance(node, list):
+        return {name for item in node for name in referenced_ids(item)}
+    if not isinstance(node, dict):
+        return set()
+    if set(node) == {"Ref"} and isinstance(node["Ref"], str):
+        return {node["Ref"]}
+    if set(node) == {"Fn::GetAtt"}:
+        target = node["Fn::GetAtt"]
+        return {target[0] if isinstance(target, list) else target.split(".")[0]}
+    if set(node) == {"Fn::Sub"}:
+        text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+        return set(re.findall(r"\$\{([A-Za-z0-9]+)\}", text)) | referenced_ids(node["Fn::Sub"][1:])
+    return {name for value in node.values() for name in referenced_ids(value)}
+
+
+def watched(resources, namespace, metric):
+    """{logical id: [alarm ids]} of what alarms read `metric` of, by the ids in the dimensions."""
+    found: dict[str, list[str]] = {}
+    for alarm_id, alarm in resources.items():
+        if alarm["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        properties = alarm["Properties"]
+        stats = (
+            [properties]
+            if "MetricName" in properties
+            else [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
+        )
+        for stat in stats:
+            if (stat["Namespace"], stat["MetricName"]) == (namespace, metric):
+                for name in referenced_ids(stat.get("Dimensions", [])):
+                    found.setdefault(name, []).append(alarm_id)
+    return found
+
+
+def of(resources, resource_type):
+    return {name: r for name, r in resources.items() if r["Type"] == resource_type}
+
+
+def rule_targets(properties):
+    """A rule's targets, both branches of a conditional one (an Fn::If) included."""
+    targets = []
+    for target in properties.get("Targets") or []:
+        branches = target["Fn::If"][1:] if set(target) == {"Fn::If"} else [target]
+        targets += [branch for branch in branches if isinstance(branch, dict) and "Arn" in branch]
+    return targets
+
+
+def dead_letter_queues(resources):
+    """Queues something sends its failures to: a redrive policy, a rule target, a function."""
+    queues = set()
+    for resource in resources.values():
+        properties = resource.get("Properties") or {}
+        redrive = properties.get("RedrivePolicy") or {}
+        queues |= referenced_ids(redrive.get("deadLetterTargetArn"))
+        for target in rule_targets(properties):
+            queues |= referenced_ids((target.get("DeadLetterConfig") or {}).get("Arn"))
+        queues |= referenced_ids((properties.get("DeadLetterConfig") or {}).get("TargetArn"))
+    return queues & set(of(resources, "AWS::SQS::Queue"))
+
+
+def alarms_without_action(resources):
+    return sorted(
+        name
+        for name, alarm in of(resources, "AWS::CloudWatch::Alarm").items()
+        if not alarm["Properties"].get("AlarmActions")
+    )
+
+
+def queues_without_alarm(resources):
+    dead_letters = dead_letter_queues(resources)
+    arrivals = watched(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    ages = watched(resources, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    missing = []
+    for queue in of(resources, "AWS::SQS::Queue"):
+        if queue in dead_letters:
+            alarms = [a for a in arrivals.get(queue, []) if "DIFF(" in json.dumps(resources[a])]
+        else:
+            alarms = ages.get(queue, [])
+        if not alarms:
+            missing.append(queue)
+    return sorted(missing)
+
+
+def rules_without_alarm(resources):
+    failed = watched(resources, "AWS/Events", "FailedInvocations")
+    undeadlettered = watched(resources, "AWS/Events", "InvocationsFailedToBeSentToDlq")
+    missing = []
+    for name, rule in of(resources, "AWS::Events::Rule").items():
+        if name not in failed:
+            missing.append(f"{name}: FailedInvocations")
+        has_dead_letters = any("DeadLetterConfig" in t for t in rule_targets(rule["Properties"]))
+        if has_dead_letters and name not in undeadlettered:
+            missing.append(f"{name}: InvocationsFailedToBeSentToDlq")
+    return missing
+
+
+def resources_without_policy(resources):
+    secret_policies = of(resources, "AWS::SecretsManager::ResourcePolicy").values()
+    bus_policies = of(resources, "AWS::Events::EventBusPolicy").values()
+    missing = [
+        secret
+        for secret in of(resources, "AWS::SecretsManager::Secret")
+        if not any(secret in referenced_ids(p["Properties"]["SecretId"]) for p in secret_policies)
+    ]
+    missing += [
+        bus
+        for bus in of(resources, "AWS::Events::EventBus")
+        if not any(bus in referenced_ids(p["Properties"]["EventBusName"]) for p in bus_policies)
+    ]
+    return sorted(missing)
+
+
+@pytest.fixture(scope="module")
+def prod_stack():
+    return sam_transform(PROD_READY)
+
+
+class TestExpandedProdTemplate:
+    def test_every_alarm_pages_someone(self, prod_stack):
+        assert alarms_without_action(prod_stack) == []
+        # ... the topic that ProdIsConfigured makes sure has an address
+        subscription = prod_stack["AlarmEmailSubscription"]
+        assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+        assert Resolver(RAW, PROD_READY).condition(subscription["Condition"]) is True
+
+    def test_every_queue_dead_letter_queue_and_event_rule_has_its_alarm(self, prod_stack):
+        assert len(of(prod_stack, "AWS::SQS::Queue")) >= 6
+        assert dead_letter_queues(prod_stack) >= {
+            "ReconcileDeadLetterQueue",
+            "ScheduledJobsDeadLetterQueue",
+            "EventDeliveryDeadLetterQueue",
+            "MerchantEventsConsumerDeadLetterQueue",
+        }
+        assert queues_without_alarm(prod_stack) == []
+        # The schedules' rules are SAM's, the merchant rule ours
+        assert len(of(prod_stack, "AWS::Events::Rule")) == 4
+        assert rules_without_alarm(prod_stack) == []
+
+    def test_every_secret_and_the_bus_have_a_policy(self, prod_stack):
+        assert set(of(prod_stack, "AWS::SecretsManager::Secret")) == {
+            "QPayCredentialsSecret",
+            "WebhookKeysSecret",
+        }
+        assert resources_without_policy(prod_stack) == []
+
+    def test_taking_an_alarm_or_a_policy_away_is_caught(self, prod_stack):
+        import copy
+
+        def without(*names, silence=None):
+            resources = copy.deepcopy(prod_stack)
+            for name in names:
+                del resources[name]
+            if silence:
+                resources[silence]["Properties"].pop("AlarmActions")
+            return resources
+
+        assert alarms_without_action(without(silence="ReconcileBacklogAlarm")) == ["ReconcileBacklogAlarm"]
+        assert queues_without_alarm(without("MerchantEventsAgeAlarm")) == ["MerchantEventsQueue"]
+        assert queues_without_alarm(without("ReconcileDeadLetterAlarm")) == ["ReconcileDeadLetterQueue"]
+        assert rules_without_alarm(without("ScheduleFailuresAlarm")) == [
+            "ReconcileFunctionSchedule: FailedInvocations",
+            "ExpireFunctionSchedule: FailedInvocations",
+            "EbarimtFunctionSchedule: FailedInvocations",
+        ]
+        assert rules_without_alarm(without("MerchantEventsRuleFailuresAlarm")) == [
+            "MerchantEventsRule: FailedInvocations",
+            "MerchantEventsRule: InvocationsFailedToBeSentToDlq",
+        ]
+        assert resources_without_policy(without("WebhookKeysSecretPolicy")) == ["WebhookKeysSecret"]
+        assert resources_without_policy(without("PaymentsBusPolicy")) == ["PaymentsBus"]
+        # A dead-letter alarm on what waits (not what arrives) does not count
+        waiting = copy.deepcopy(prod_stack)
+        waiting["DeadLetterAlarm"]["Properties"]["Metrics"][0]["Expression"] = "FILL(dlq, 0)"
+        assert queues_without_alarm(waiting) == ["ScheduledJobsDeadLetterQueue"]
+
+    def test_http_functions_deploy_gradually_in_prod_and_roll_back_on_their_alarms(self, prod_stack):
+        for name in sorted(HTTP_FUNCTIONS):
+            alias = prod_stack[f"{name}Aliaslive"]
+            group_id = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"]["Ref"]
+            group = prod_stack[group_id]["Properties"]
+            alarms = {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]}
+            own = {
+                alarm
+                for metric in ("Errors", "Throttles")
+                for alarm in alarms_on("AWS/Lambda", metric, FunctionName={"Ref": name})
+            }
+            assert own <= alarms, name
+            assert group["AlarmConfiguration"]["Enabled"] is True
+            assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+            config = Resolver(RAW, PROD_READY).resolve(group["DeploymentConfigName"])
+            assert config == "CodeDeployDefault.LambdaCanary10Percent15Minutes", name
+            dev = Resolver(RAW, {"Stage": "dev"}).resolve(group["DeploymentConfigName"])
+            assert dev == "CodeDeployDefault.LambdaAllAtOnce", name
+        assert "CreatePaymentFailingAlarm" in {
+            a["Name"]["Ref"]
+            for a in prod_stack["CreatePaymentFunctionDeploymentGroup"]["Properties"]["AlarmConfiguration"][
+                "Alarms"
+            ]
+        }
