@@ -1336,3 +1336,26 @@ class TestExpandedProdTemplate:
                 "Alarms"
             ]
         }
+
+
+def test_the_readme_alarm_table_gives_every_alarm_its_rule_and_threshold():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Alarms and what to do") : readme.index("### Deploying and rolling back")]
+    rows = {line.split("|")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    per_function = {
+        f"{name.removesuffix('Function')}{kind}Alarm"
+        for name in functions()
+        for kind in ("Errors", "Throttles")
+    }
+    for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        key = (
+            f"<Function>{name[-len('ErrorsAlarm') :]}"
+            if name.endswith("ErrorsAlarm") and name in per_function
+            else name
+        )
+        if name in per_function and name.endswith("ThrottlesAlarm"):
+            key = "<Function>ThrottlesAlarm"
+        [row] = [line for cell, line in rows.items() if f"`{key}`" in cell]
+        threshold = alarm["Properties"]["Threshold"]
+        if isinstance(threshold, dict):
+            assert f"`{threshold['Ref']}`" in row, (name, threshold)
