@@ -1348,13 +1348,8 @@ def test_the_readme_alarm_table_gives_every_alarm_its_rule_and_threshold():
         for kind in ("Errors", "Throttles")
     }
     for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
-        key = (
-            f"<Function>{name[-len('ErrorsAlarm') :]}"
-            if name.endswith("ErrorsAlarm") and name in per_function
-            else name
-        )
-        if name in per_function and name.endswith("ThrottlesAlarm"):
-            key = "<Function>ThrottlesAlarm"
+        kind = "ErrorsAlarm" if name.endswith("ErrorsAlarm") else "ThrottlesAlarm"
+        key = f"<Function>{kind}" if name in per_function else name
         [row] = [line for cell, line in rows.items() if f"`{key}`" in cell]
         threshold = alarm["Properties"]["Threshold"]
         if isinstance(threshold, dict):
