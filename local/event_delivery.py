@@ -1,7 +1,7 @@
 """The template's EventBridge rules, run locally: their SQS targets as moto rules, and their API
 destination targets (the merchant's HTTP endpoint) delivered the way EventBridge would.
 
-In AWS, PaymentCompletedRule sends PaymentCompleted to MerchantEventsQueue and, when
+In AWS, MerchantEventsRule sends PaymentCompleted and PaymentRefunded to MerchantEventsQueue and, when
 MerchantEndpointUrl is set, POSTs the event JSON to that endpoint through an API destination:
 retried with exponential backoff for up to MaximumRetryAttempts / MaximumEventAgeInSeconds, then
 moved to the target's dead-letter queue. moto can put events on SQS targets but its API

@@ -2,9 +2,10 @@
 
 The SAM template is the single source of truth for what runs locally: functions, their routes and
 schedules, tables and event buses. This module loads it (CloudFormation short tags included),
-resolves the intrinsic functions with local pseudo parameters, applies SAM Globals, and exposes
-plain dataclasses. Nothing here knows today's function list, so new functions, routes, schedules,
-tables and GSIs are served without code changes.
+expands its Fn::ForEach loops (AWS::LanguageExtensions), resolves the intrinsic functions with
+local pseudo parameters, applies SAM Globals, and exposes plain dataclasses. Nothing here knows
+today's function list, so new functions, routes, schedules, tables and GSIs are served without
+code changes.
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ def _construct_short_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.No
 CloudFormationLoader.add_multi_constructor("!", _construct_short_tag)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a CloudFormation/SAM template file (YAML or JSON) into plain data."""
+def load_yaml(path: str | Path, *, expand: bool = True) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM template file (YAML or JSON) into plain data, with its
+    Fn::ForEach loops expanded as CloudFormation expands them before SAM's transform runs
+    (`expand=False`: as written)."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=CloudFormationLoader)
@@ -98,7 +101,85 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise TemplateError(f"cannot parse {path}: {error}") from error
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
-    return data
+    return expand_language_extensions(data) if expand else data
+
+
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+_FOR_EACH = "Fn::ForEach::"
+# Fn::ForEach is allowed in these sections (and inside a resource's properties), nowhere else.
+_FOR_EACH_SECTIONS = ("Conditions", "Resources", "Outputs")
+
+
+def expand_language_extensions(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The template after the AWS::LanguageExtensions transform's Fn::ForEach expansion.
+
+    As CloudFormation documents it (intrinsic-function-reference-foreach): the loop
+    `"Fn::ForEach::Name": [Identifier, [values], {OutputKey: OutputValue}]` is replaced by one
+    copy of the fragment per value, `${Identifier}` and `&{Identifier}` (the value without its
+    non-alphanumeric characters) replaced in every key and string, and `{"Ref": Identifier}` by
+    the value. Loops nest. The collection must be a literal list here: the local stack does not
+    resolve a parameter or a mapping into one. The other intrinsics are left for the Resolver.
+    """
+    transforms = raw.get("Transform")
+    listed = transforms if isinstance(transforms, list) else [transforms]
+    if LANGUAGE_EXTENSIONS not in listed:
+        return dict(raw)
+    expanded = dict(raw)
+    for section in _FOR_EACH_SECTIONS:
+        if isinstance(raw.get(section), dict):
+            expanded[section] = _expand_loops(raw[section], section)
+    return expanded
+
+
+def _expand_loops(node: Any, where: str) -> Any:
+    if isinstance(node, list):
+        return [_expand_loops(item, where) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(key, str) and key.startswith(_FOR_EACH):
+            copies = _loop_copies(key, value, where)
+        else:
+            copies = {key: _expand_loops(value, f"{where}.{key}")}
+        for name, copy in copies.items():
+            if name in result:
+                raise TemplateError(f"{where}: {name} is declared twice (Fn::ForEach makes it again)")
+            result[name] = copy
+    return result
+
+
+def _loop_copies(key: str, loop: Any, where: str) -> dict[str, Any]:
+    if not (isinstance(loop, list) and len(loop) == 3 and isinstance(loop[0], str)):
+        raise TemplateError(f"{where}.{key} must be [Identifier, Collection, {{OutputKey: OutputValue}}]")
+    identifier, collection, fragment = loop
+    if not isinstance(collection, list) or not all(isinstance(item, str) for item in collection):
+        raise TemplateError(
+            f"{where}.{key}: the local stack expands Fn::ForEach over a literal list of strings"
+        )
+    if not isinstance(fragment, dict):
+        raise TemplateError(f"{where}.{key}: the fragment must be a mapping of OutputKey to OutputValue")
+    copies: dict[str, Any] = {}
+    for value in collection:
+        expanded = _expand_loops(_substitute(fragment, identifier, value), where)
+        for name, copy in expanded.items():
+            if name in copies:
+                raise TemplateError(f"{where}.{key}: {name} is made twice")
+            copies[name] = copy
+    return copies
+
+
+def _substitute(node: Any, identifier: str, value: str) -> Any:
+    if isinstance(node, str):
+        stripped = re.sub(r"[^A-Za-z0-9]", "", value)
+        return node.replace("${" + identifier + "}", value).replace("&{" + identifier + "}", stripped)
+    if isinstance(node, list):
+        return [_substitute(item, identifier, value) for item in node]
+    if isinstance(node, dict):
+        if node == {"Ref": identifier}:
+            return value
+        return {_substitute(k, identifier, value): _substitute(v, identifier, value) for k, v in node.items()}
+    return node
 
 
 def _stringify(value: Any) -> str:
@@ -1071,3 +1152,11 @@ def _ensure_ttl(client: Any, table_name: str, attribute: str) -> None:
         TableName=table_name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
     )
+
+
+if __name__ == "__main__":
+    # `python -m local.template template.yaml`: the template with its Fn::ForEach loops expanded,
+    # as JSON (what checkov scans: it does not expand the loops itself and would skip them).
+    import sys
+
+    json.dump(load_yaml(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"), sys.stdout, indent=1)

@@ -1,6 +1,12 @@
 """template.yaml as SAM deploys it, offline: run by .venv-sam's Python (SAM's translator pins a
 pydantic older than the layer's, so it is not in the dev venv). Prints the translated Resources
-as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}'"""
+as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}' [--loops-only]
+
+CloudFormation runs the template's transforms in order: AWS::LanguageExtensions first (its
+Fn::ForEach loops), then SAM's. Offline, the loops are expanded by SAM CLI's own implementation
+of that transform (samcli.lib.cfn_language_extensions, the one `sam build` uses), not by the
+local stack's reader, so the tests can compare the two. `--loops-only` prints the template
+after that first step (the input of SAM's translator)."""
 
 import copy
 import json
@@ -8,6 +14,9 @@ import sys
 from pathlib import Path
 
 import boto3
+from samcli.lib.cfn_language_extensions.models import ResolutionMode, TemplateProcessingContext
+from samcli.lib.cfn_language_extensions.pipeline import ProcessingPipeline
+from samcli.lib.cfn_language_extensions.processors import ForEachProcessor, TemplateParsingProcessor
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
@@ -23,9 +32,21 @@ POLICIES = {
 }
 
 
+def expand_loops(template: dict, parameters: dict) -> dict:
+    """Only the Fn::ForEach expansion: SAM CLI's full pipeline would also resolve every Fn::Sub
+    it can, which CloudFormation leaves for deploy time."""
+    context = TemplateProcessingContext(
+        fragment=copy.deepcopy(template), parameter_values=parameters, resolution_mode=ResolutionMode.PARTIAL
+    )
+    return ProcessingPipeline([TemplateParsingProcessor(), ForEachProcessor()]).process_template(context)
+
+
 def main() -> None:
     parameters = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    template = copy.deepcopy(load_yaml(ROOT / "template.yaml"))
+    template = expand_loops(load_yaml(ROOT / "template.yaml", expand=False), parameters)
+    if "--loops-only" in sys.argv:
+        json.dump(template, sys.stdout)
+        return
     # Code locations as `sam package` writes them
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":

@@ -111,3 +111,33 @@ def test_inspect_cli_explains_when_the_stack_is_not_running(monkeypatch, capsys)
 
     assert main(["events"]) == 2
     assert "make run" in capsys.readouterr().err
+
+
+def test_completed_and_refunded_reach_the_merchant_queue_through_the_template_rule(moto):
+    from local.event_delivery import setup_event_rules
+    from local.sqs import create_queues
+
+    # Given the template's queues and rules on the local buses
+    sqs = moto.client("sqs")
+    create_queues(sqs, TEMPLATE)
+    setup_event_rules(moto.client("events"), sqs, TEMPLATE)
+    url = sqs.get_queue_url(QueueName="MerchantEventsQueue")["QueueUrl"]
+
+    # When an order is completed, then refunded (and some other event happens)
+    put(moto, "ps_merchant", detail_type="PaymentCompleted")
+    put(moto, "ps_merchant", detail_type="PaymentRefunded")
+    put(moto, "ps_merchant", detail_type="SomethingElse")
+
+    # Then the merchant's queue gets both, the same order_id, told apart by detail-type
+    received = []
+    for _ in range(5):
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        received += [json.loads(message["Body"]) for message in batch]
+        if len(received) >= 2:
+            break
+    assert sorted((event["detail-type"], event["detail"]["order_id"]) for event in received) == [
+        ("PaymentCompleted", "ord_ps_merchant"),
+        ("PaymentRefunded", "ord_ps_merchant"),
+    ]

@@ -97,3 +97,38 @@ def test_other_endpoints_get_other_clients_and_reset_forgets_them():
     assert aws_clients.dynamodb_client(load_settings(SETTINGS)) is first
     aws_clients.reset()
     assert aws_clients.dynamodb_client(load_settings(SETTINGS)) is not first
+
+
+def test_secrets_are_read_through_a_client_with_timeouts_and_bounded_retries():
+    from botocore.stub import Stubber
+
+    from qpay_common.adapters.aws.secrets import load_qpay_credentials
+
+    arn = "arn:aws:secretsmanager:ap-east-1:123456789012:secret:qpay-AbCdEf"
+    settings = load_settings({**SETTINGS, "QPAY_SECRET_ARN": arn})
+    client = aws_clients.secretsmanager_client(settings)
+    config = client.meta.config
+    # Not the SDK's 60 s defaults: a cold start's secret read cannot outlast the request
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+    assert client.meta.region_name == "ap-east-1"
+
+    with Stubber(client) as stubbed:
+        stubbed.add_response(
+            "get_secret_value",
+            {"SecretString": '{"client_id": "MERCHANT_1", "client_secret": "s3cret"}'},
+            {"SecretId": arn},
+        )
+        credentials = load_qpay_credentials(settings, environ={})
+        stubbed.assert_no_pending_responses()
+
+    assert credentials.client_id == "MERCHANT_1"
+
+
+def test_the_reconcile_queues_client_has_timeouts_and_bounded_retries():
+    from qpay_common.adapters.aws.sqs import SQSReconcileQueues
+
+    sqs = SQSReconcileQueues(load_settings(SETTINGS))._sqs()
+
+    assert (sqs.meta.config.connect_timeout, sqs.meta.config.read_timeout) == (2, 5)
+    assert sqs.meta.config.retries["mode"] == "standard"

@@ -161,4 +161,7 @@ def test_the_template_rule_sends_to_the_merchant_queue_and_with_a_url_to_the_end
     assert endpoint.api_key_header == "x-api-key"
     assert endpoint.dead_letter_queue_name == "MerchantEndpointDeadLetterQueue"
     assert endpoint.maximum_retry_attempts == 185
-    assert rule.event_pattern == {"source": ["qpay.payments"], "detail-type": ["PaymentCompleted"]}
+    assert rule.event_pattern == {
+        "source": ["qpay.payments"],
+        "detail-type": ["PaymentCompleted", "PaymentRefunded"],
+    }

@@ -339,3 +339,89 @@ def test_a_setting_given_to_make_run_sets_the_parameter_its_variable_comes_from(
     assert template.cors is not None
     assert template.cors.allow_origins == ("https://a.example", "https://b.example")
     assert load_template(REPO_TEMPLATE).cors is None
+
+
+FOR_EACH_TEMPLATE = """\
+    Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]
+    Resources:
+      Fn::ForEach::Functions:
+        - Name
+        - [Create, Get]
+        - ${Name}Function:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: !Sub src/${Name}
+              Handler: app.handler
+              Environment:
+                Variables:
+                  WHO: !Ref Name
+                  TABLE: !Ref ${Name}Table
+          Fn::ForEach::Tables:
+            - Suffix
+            - [a.b, c]
+            - ${Name}&{Suffix}Table:
+                Type: AWS::DynamoDB::Table
+                Properties:
+                  KeySchema: [{AttributeName: pk, KeyType: HASH}]
+                  AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      CreateTable:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          KeySchema: [{AttributeName: pk, KeyType: HASH}]
+          AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      GetTable:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          KeySchema: [{AttributeName: pk, KeyType: HASH}]
+          AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+    """
+
+
+def test_for_each_loops_are_expanded_as_the_language_extensions_transform_does(tmp_path):
+    # Given a template whose functions and tables come from (nested) Fn::ForEach loops
+    path = write_template(tmp_path, FOR_EACH_TEMPLATE)
+    (tmp_path / "src" / "Create").mkdir(parents=True)
+
+    # When the local stack reads it
+    template = load_template(path)
+
+    # Then each value made its copy: ${Name} in keys and strings, Ref Name as the value,
+    # &{Suffix} without its non-alphanumeric characters
+    assert set(template.functions) == {"CreateFunction", "GetFunction"}
+    create = template.functions["CreateFunction"]
+    assert create.code_uri == tmp_path / "src" / "Create"
+    assert create.environment["WHO"] == "Create"
+    assert create.environment["TABLE"] == "CreateTable"
+    assert set(template.tables) == {
+        "CreateTable",
+        "GetTable",
+        "CreateabTable",
+        "CreatecTable",
+        "GetabTable",
+        "GetcTable",
+    }
+
+
+def test_a_for_each_that_makes_an_existing_resource_again_is_refused(tmp_path):
+    path = write_template(
+        tmp_path,
+        FOR_EACH_TEMPLATE.replace("${Name}&{Suffix}Table", "${Name}Table").replace("[a.b, c]", "[x]"),
+    )
+
+    with pytest.raises(TemplateError, match="CreateTable is declared twice"):
+        load_template(path)
+
+
+def test_for_each_over_something_other_than_a_literal_list_is_a_clear_error(tmp_path):
+    path = write_template(tmp_path, FOR_EACH_TEMPLATE.replace("[Create, Get]", "!Ref Names"))
+
+    with pytest.raises(TemplateError, match="literal list"):
+        load_template(path)
+
+
+def test_without_the_language_extensions_transform_nothing_is_expanded(tmp_path):
+    from local.template import load_yaml
+
+    path = write_template(tmp_path, FOR_EACH_TEMPLATE.replace("AWS::LanguageExtensions, ", ""))
+
+    assert "Fn::ForEach::Functions" in load_yaml(path)["Resources"]

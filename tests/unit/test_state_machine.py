@@ -165,7 +165,21 @@ def test_entering_processed_stops_reconcile_and_queues_the_receipt_if_enabled(en
         assert attribute not in item
     assert item["ebarimt_status"] == receipt
     assert ("ebarimt_shard" in item) is (enabled == "true")
-    assert item["purge_at"] == int(clock.epoch()) + 30 * 86400
+    # Kept PaidRetentionDays (400 by default), for a refund or a dispute months later
+    assert item["purge_at"] == int(clock.epoch()) + 400 * 86400
+
+
+def test_paid_sessions_are_kept_paid_retention_days_and_abandoned_ones_purge_after_days():
+    store = InMemorySessions(unit_settings(PAID_RETENTION_DAYS="500", PURGE_AFTER_DAYS="7"))
+    clock = FixedClock()
+    processed = apply(store, stored(store, S.PAID), Event.FULFILLED, clock)
+    refunded = apply(store, stored(store, S.PROCESSED), Event.REFUND, clock)
+    expired = apply(store, stored(store, S.PENDING), Event.EXPIRE, clock)
+
+    # (each stored() status is its own session: ps_paid, ps_processed, ps_pending)
+    assert store.items[processed.session_id]["purge_at"] == int(clock.epoch()) + 500 * 86400
+    assert store.items[refunded.session_id]["purge_at"] == int(clock.epoch()) + 500 * 86400
+    assert store.items[expired.session_id]["purge_at"] == int(clock.epoch()) + 7 * 86400
 
 
 def test_a_write_on_a_stale_version_loses(store):
@@ -208,7 +222,7 @@ def test_entering_refunded_queues_a_receipt_cancel_only_if_a_receipt_may_exist(s
 
     item = store.items[refunded.session_id]
     assert item["refund"]["requested_by"] == "ops"
-    assert item["purge_at"] == int(clock.epoch()) + 30 * 86400
+    assert item["purge_at"] == int(clock.epoch()) + 400 * 86400
     assert "reconcile_shard" not in item
     if cancel_due:
         assert item["ebarimt_status"] == "CANCELLING"

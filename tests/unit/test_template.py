@@ -252,27 +252,15 @@ class TestReconcileOnSqs:
             assert queue["VisibilityTimeout"] >= 6 * worker_timeout
         assert RESOURCES["ReconcileDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
 
-    def test_alarms_watch_the_age_of_the_oldest_message_and_the_dead_letter_queue(self):
-        alarms = {
-            name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"
-        }
-
-        def watching(metric, queue):
-            return [
-                alarm
-                for alarm in alarms.values()
-                if alarm.get("MetricName") == metric
-                and alarm["Dimensions"]
-                == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-            ]
-
+    def test_alarms_watch_the_age_of_the_oldest_message_and_arrivals_in_the_dead_letter_queue(self):
         for queue in ("ReconcileQueue", "ReconcilePriorityQueue"):
-            [age] = watching("ApproximateAgeOfOldestMessage", queue)
-            assert age["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-            assert age["Threshold"] < 900  # before the dispatcher's 15-minute lease runs out
-        [dead_letters] = watching("ApproximateNumberOfMessagesVisible", "ReconcileDeadLetterQueue")
-        assert dead_letters["Threshold"] == 0
-        assert dead_letters["ComparisonOperator"] == "GreaterThanThreshold"
+            queue_name = {"Fn::GetAtt": [queue, "QueueName"]}
+            [age] = alarms_on("AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=queue_name)
+            assert RESOURCES[age]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+            assert RESOURCES[age]["Properties"]["Threshold"] < 900  # before the 15-minute lease ends
+        dead_letters = {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "QueueName"]}
+        [alarm] = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=dead_letters)
+        assert arrivals_alarm(alarm)
 
     def test_the_local_stack_reads_the_same_wiring(self):
         template = load_template(TEMPLATE)
@@ -304,24 +292,23 @@ class TestWebhookProtection:
         settings = RESOURCES["HttpApi"]["Properties"]["DefaultRouteSettings"]
         assert settings["DetailedMetricsEnabled"] is True
 
-    def test_the_webhook_alarm_adds_both_routes_5xx_to_the_functions_errors(self):
-        alarm = RESOURCES["WebhookErrorsAlarm"]["Properties"]
-        metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
-        [expression] = [metric for metric in metrics.values() if "Expression" in metric]
-        assert expression["ReturnData"] is True
-        used = set(re.findall(r"[a-z][A-Za-z0-9]*", expression["Expression"])) - {"FILL"}
-        stats = {metric_id: metrics[metric_id]["MetricStat"]["Metric"] for metric_id in used}
-        assert {(stat["Namespace"], stat["MetricName"]) for stat in stats.values()} == {
-            ("AWS/Lambda", "Errors"),
-            ("AWS/ApiGateway", "5xx"),
+    def test_the_webhook_alarm_is_the_share_of_callbacks_its_two_routes_answer_5xx(self):
+        alarm = RESOURCES["Webhook5xxRateAlarm"]["Properties"]
+        [rate] = [metric for metric in alarm["Metrics"] if "Expression" in metric]
+        assert rate["ReturnData"] is True
+        read = alarm_metrics(RESOURCES["Webhook5xxRateAlarm"])
+        assert {(metric, dims["Route"]) for _, metric, dims in read} == {
+            (metric, route)
+            for metric in ("5xx", "Count")
+            for route in ("GET /webhooks/qpay", "POST /webhooks/qpay")
         }
-        routes = {
-            next(d["Value"] for d in stat["Dimensions"] if d["Name"] == "Route")
-            for stat in stats.values()
-            if stat["MetricName"] == "5xx"
-        }
-        assert routes == {"GET /webhooks/qpay", "POST /webhooks/qpay"}
-        assert alarm["Threshold"] == 0
+        # A rate of the callbacks, with a minimum count, over 2 of 3 windows: one QPay timeout
+        # that reconcile absorbs is not a page
+        expression = rate["Expression"]["Fn::Sub"]
+        assert "100 * (FILL(get5xx, 0) + FILL(post5xx, 0)) / (FILL(gets, 0) + FILL(posts, 0))" in expression
+        assert ">= ${FunctionFailuresMinimum}" in expression
+        assert alarm["Threshold"] == {"Ref": "Webhook5xxRatePercent"}
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 2)
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
@@ -382,9 +369,29 @@ def alarm_metrics(alarm):
     else:
         stats = [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
     return [
-        (s["Namespace"], s["MetricName"], {d["Name"]: d["Value"] for d in s.get("Dimensions", [])})
+        (s["Namespace"], s["MetricName"], {d["Name"]: as_ref(d["Value"]) for d in s.get("Dimensions", [])})
         for s in stats
     ]
+
+
+def as_ref(value):
+    """`!Sub "${Name}"` is `!Ref Name` to CloudFormation: the Fn::ForEach loops write the first."""
+    text = value.get("Fn::Sub") if isinstance(value, dict) and set(value) == {"Fn::Sub"} else None
+    if isinstance(text, str) and re.fullmatch(r"\$\{[A-Za-z0-9]+\}", text):
+        return {"Ref": text[2:-1]}
+    return value
+
+
+def arrivals_alarm(name):
+    """An alarm that fires when messages arrive (the depth rises), not while they wait."""
+    properties = RESOURCES[name]["Properties"]
+    [expression] = [metric["Expression"] for metric in properties["Metrics"] if "Expression" in metric]
+    return (
+        "DIFF(FILL(" in expression
+        and properties["Threshold"] == 0
+        and properties["ComparisonOperator"] == "GreaterThanThreshold"
+        and properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    )
 
 
 def alarms_on(namespace, metric, **dimensions):
@@ -563,6 +570,36 @@ class TestAlarms:
             assert throttles, name
             for alarm in errors + throttles:
                 assert RESOURCES[alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    @pytest.mark.parametrize("kind", ["Errors", "Throttles"])
+    def test_function_alarms_are_rates_over_several_windows_with_a_minimum_count(self, kind):
+        for name in functions():
+            [alarm] = alarms_on("AWS/Lambda", kind, FunctionName={"Ref": name})
+            properties = RESOURCES[alarm]["Properties"]
+            # The rate's denominator is the function's own invocations
+            assert ("AWS/Lambda", "Invocations", {"FunctionName": {"Ref": name}}) in alarm_metrics(
+                RESOURCES[alarm]
+            )
+            [rate] = [
+                metric["Expression"]["Fn::Sub"] for metric in properties["Metrics"] if "Expression" in metric
+            ]
+            assert f"FILL({kind.lower()}, 0) >= ${{FunctionFailuresMinimum}}" in rate, alarm
+            assert "100 * FILL(" in rate, alarm
+            assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (3, 2), alarm
+            assert properties["Threshold"]["Ref"] == f"Function{kind[:-1]}RatePercent"
+
+    def test_failing_creates_page_at_any_traffic_level(self):
+        alarm = RESOURCES["CreatePaymentFailingAlarm"]
+        assert {(metric, dims["Route"]) for _, metric, dims in alarm_metrics(alarm)} == {
+            ("5xx", "POST /payments"),
+            ("Count", "POST /payments"),
+        }
+        properties = alarm["Properties"]
+        [rate] = [metric["Expression"] for metric in properties["Metrics"] if "Expression" in metric]
+        # One request in the window is enough (Api5xxRateAlarm needs 20); two windows running
+        assert rate == "IF(FILL(creates, 0) > 0, 100 * FILL(failed, 0) / creates, 0)"
+        assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (2, 2)
+        assert properties["Threshold"] == {"Ref": "CreateFailureRatePercent"}
 
     def test_dynamodb_throttles_of_every_table_raise_one_alarm(self):
         for table in ("SessionsTable", "OrdersTable", "CacheTable"):
@@ -806,9 +843,14 @@ class TestEventDelivery:
         assert archive["RetentionDays"] == {"Ref": "EventArchiveRetentionDays"}
         assert RAW["Parameters"]["EventArchiveRetentionDays"]["Default"] > 0
 
-    def test_payment_completed_always_reaches_the_merchant_queue_with_retries_and_a_dead_letter_queue(self):
-        rule = Resolver(RAW).resolve(RESOURCES["PaymentCompletedRule"]["Properties"])
-        assert rule["EventPattern"] == {"source": ["qpay.payments"], "detail-type": ["PaymentCompleted"]}
+    def test_completed_and_refunded_always_reach_the_merchant_queue_with_retries_and_a_dead_letter_queue(
+        self,
+    ):
+        rule = Resolver(RAW).resolve(RESOURCES["MerchantEventsRule"]["Properties"])
+        assert rule["EventPattern"] == {
+            "source": ["qpay.payments"],
+            "detail-type": ["PaymentCompleted", "PaymentRefunded"],
+        }
         [queue] = rule["Targets"]
         assert queue["Arn"].endswith(":MerchantEventsQueue")
         assert queue["DeadLetterConfig"]["Arn"].endswith(":EventDeliveryDeadLetterQueue")
@@ -818,6 +860,32 @@ class TestEventDelivery:
             "ApproximateNumberOfMessagesVisible",
             QueueName={"Fn::GetAtt": ["EventDeliveryDeadLetterQueue", "QueueName"]},
         )
+
+    def test_a_merchant_consumer_that_is_down_pages_before_its_events_expire(self):
+        [alarm] = alarms_on(
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            QueueName={"Fn::GetAtt": ["MerchantEventsQueue", "QueueName"]},
+        )
+        properties = RESOURCES[alarm]["Properties"]
+        assert properties["Threshold"] == {"Ref": "MerchantEventsMaxAgeSeconds"}
+        retention = RESOURCES["MerchantEventsQueue"]["Properties"]["MessageRetentionPeriod"]
+        assert RAW["Parameters"]["MerchantEventsMaxAgeSeconds"]["Default"] < retention / 24
+        assert RAW["Parameters"]["MerchantEventsMaxAgeSeconds"]["MaxValue"] <= retention
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    def test_events_eventbridge_could_neither_deliver_nor_dead_letter_page(self):
+        rule_name = {"Fn::Select": [1, {"Fn::Split": ["|", {"Ref": "MerchantEventsRule"}]}]}
+        for metric in ("FailedInvocations", "InvocationsFailedToBeSentToDlq"):
+            [alarm] = alarms_on("AWS/Events", metric, EventBusName={"Ref": "PaymentsBus"}, RuleName=rule_name)
+            assert RESOURCES[alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    def test_both_event_schemas_say_how_to_dedupe(self):
+        for detail_type in ("PaymentCompleted", "PaymentRefunded"):
+            schema = json.loads((ROOT / "docs" / "events" / f"{detail_type}.schema.json").read_text())
+            assert "detail-type" in schema["description"], detail_type
+            assert "detail.order_id" in schema["description"], detail_type
+            assert "MerchantEventsQueue" in schema["description"], detail_type
 
     API_DESTINATION_PARTS = (
         "MerchantConnection",
@@ -830,12 +898,12 @@ class TestEventDelivery:
     def test_without_a_merchant_endpoint_no_api_destination_is_created(self):
         resolver = Resolver(RAW)
         assert not any(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
-        assert len(resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])) == 1
+        assert len(resolver.resolve(RESOURCES["MerchantEventsRule"]["Properties"]["Targets"])) == 1
 
     def test_with_a_merchant_endpoint_the_api_destination_is_wired_with_its_own_dead_letter_queue(self):
         resolver = Resolver(RAW, MERCHANT_ENDPOINT)
         assert all(resolver.resource_enabled(part) for part in self.API_DESTINATION_PARTS)
-        targets = resolver.resolve(RESOURCES["PaymentCompletedRule"]["Properties"]["Targets"])
+        targets = resolver.resolve(RESOURCES["MerchantEventsRule"]["Properties"]["Targets"])
         [endpoint] = [t for t in targets if t["Id"] == "MerchantEndpoint"]
         assert endpoint["Arn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestination", "Arn"]})
         assert endpoint["RoleArn"] == resolver.resolve({"Fn::GetAtt": ["MerchantApiDestinationRole", "Arn"]})
@@ -894,6 +962,121 @@ class TestStages:
         assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
+PROD_READY = {
+    "Stage": "prod",
+    "AlarmEmail": "ops@shop.mn",
+    "JwtIssuer": "https://cognito-idp.ap-east-1.amazonaws.com/ap-east-1_AbCdEf",
+    "JwtAudience": "1example23456789",
+    "QPayInvoiceCode": "SHOP_INVOICE",
+    "DomainName": "pay.shop.mn",
+    "CertificateArn": "arn:aws:acm:ap-east-1:123456789012:certificate/abc",
+}
+
+
+def refused_by_rules(parameters):
+    """What CloudFormation says when it refuses a deploy with these parameters (the template's
+    Rules, evaluated as it evaluates them before creating anything)."""
+    resolver = Resolver(RAW, parameters)
+    refused = []
+    for rule in RAW["Rules"].values():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        refused += [a["AssertDescription"] for a in rule["Assertions"] if not resolver.resolve(a["Assert"])]
+    return refused
+
+
+class TestProdRefusesPlaceholders:
+    def test_a_prod_deploy_with_the_defaults_is_refused_for_each_placeholder(self):
+        refused = refused_by_rules({"Stage": "prod"})
+        for parameter in ("AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"):
+            assert any(f"needs {parameter}" in message for message in refused), parameter
+
+    @pytest.mark.parametrize(
+        "parameter", ["AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"]
+    )
+    def test_each_placeholder_alone_is_enough_to_refuse_prod(self, parameter):
+        default = RAW["Parameters"][parameter].get("Default", "")
+        [message] = refused_by_rules({**PROD_READY, parameter: default})
+        assert f"needs {parameter}" in message
+
+    def test_prod_with_real_values_and_dev_with_the_defaults_deploy(self):
+        assert refused_by_rules(PROD_READY) == []
+        assert refused_by_rules({"Stage": "dev"}) == []
+
+    def test_samconfig_prod_names_everything_the_rule_asks_for(self):
+        config = (ROOT / "samconfig.toml").read_text()
+        prod = config[config.index("# prod:") :]
+        asserted = re.findall(
+            r"\{\"Ref\": \"([A-Za-z]+)\"\}", json.dumps(RAW["Rules"]["ProdIsConfigured"]["Assertions"])
+        )
+        assert set(asserted) == {"AlarmEmail", "JwtIssuer", "JwtAudience", "QPayInvoiceCode", "DomainName"}
+        for parameter in asserted:
+            assert f"{parameter}=" in prod, parameter
+
+
+def role_of(function_name):
+    """SAM names a function's generated role <Function>Role."""
+    return {"Fn::GetAtt": [f"{function_name}Role", "Arn"]}
+
+
+def secret_policy_principals(policy_id):
+    [statement] = RESOURCES[policy_id]["Properties"]["ResourcePolicy"]["Statement"]
+    split = statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Split"]
+    functions_joined, extra_joined = split[1]["Fn::Join"][1]
+    return statement, functions_joined["Fn::Join"][1], extra_joined
+
+
+class TestResourcePolicies:
+    def test_only_the_functions_that_publish_may_put_events_on_the_bus(self):
+        policy = RESOURCES["PaymentsBusPolicy"]["Properties"]
+        assert policy["EventBusName"] == {"Ref": "PaymentsBus"}
+        statement = policy["Statement"]
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "events:PutEvents",
+        )
+        publishers = [
+            name
+            for name, function in functions().items()
+            if any("events:PutEvents" in json.dumps(s["Action"]) for s in statements(function))
+        ]
+        assert publishers
+        assert statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [role_of(n) for n in publishers]
+        # EventBridge itself (archive replays) is not denied
+        assert statement["Condition"]["BoolIfExists"] == {"aws:PrincipalIsAWSService": "false"}
+
+    @pytest.mark.parametrize(
+        ("policy_id", "secret"),
+        [("QPayCredentialsSecretPolicy", QPAY_SECRET), ("WebhookKeysSecretPolicy", WEBHOOK_SECRET)],
+    )
+    def test_only_the_functions_that_read_a_secret_may_read_it(self, policy_id, secret):
+        properties = RESOURCES[policy_id]["Properties"]
+        # On the secret in use, created or passed in, and kept when a stack that shares it goes
+        assert properties["SecretId"] == secret
+        assert properties["BlockPublicPolicy"] is True
+        assert RESOURCES[policy_id]["DeletionPolicy"] == "Retain"
+        statement, allowed, extra = secret_policy_principals(policy_id)
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            "secretsmanager:GetSecretValue",
+        )
+        readers = [name for name, function in functions().items() if secret in secrets_readable_by(function)]
+        assert readers
+        assert allowed == [role_of(name) for name in readers]
+        assert extra == {"Fn::Join": [",", {"Ref": "SecretReaderRoleArns"}]}
+
+    def test_nobody_but_the_merchant_rule_sends_to_the_merchant_queues(self):
+        policy = RESOURCES["EventDeliveryQueuePolicy"]["Properties"]["PolicyDocument"]
+        [deny] = [statement for statement in policy["Statement"] if statement["Effect"] == "Deny"]
+        assert (deny["Principal"], deny["Action"]) == ("*", "sqs:SendMessage")
+        assert {"Fn::GetAtt": ["MerchantEventsQueue", "Arn"]} in deny["Resource"]
+        assert deny["Condition"] == {
+            "ArnNotEquals": {"aws:SourceArn": {"Fn::GetAtt": ["MerchantEventsRule", "Arn"]}}
+        }
+
+
 class TestTemplateLintSuppressions:
     def test_every_checkov_skip_names_its_check_and_says_why_in_one_line(self):
         skips = [
@@ -933,10 +1116,268 @@ class TestTemplateLintSuppressions:
         # Then make lint skips cfn-lint and checkov, and make test runs them anyway
         assert "cfn-lint template.yaml" not in planned("lint", stamps)
         assert "ruff check" in planned("lint", stamps)
-        for wanted in ("cfn-lint template.yaml", "checkov -f template.yaml"):
+        for wanted in ("cfn-lint template.yaml", "bin/checkov -f"):
             assert wanted in planned("test", stamps)
         # And once the template changes, make lint runs them again
         (stamps / "template-lint").unlink()
         assert "cfn-lint template.yaml" in planned("lint", stamps)
         assert re.search(r"^cfn-lint==[0-9.]+$", (ROOT / "requirements/dev.txt").read_text(), re.M)
         assert re.search(r"^checkov==[0-9.]+$", (ROOT / "requirements/checkov.txt").read_text(), re.M)
+
+
+class TestWrittenOnce:
+    """The per-function log group and alarms are Fn::ForEach loops (AWS::LanguageExtensions):
+    one definition, expanded by CloudFormation before SAM's transform."""
+
+    def test_the_local_reader_expands_the_loops_exactly_as_sam_cli_does(self):
+        import subprocess
+
+        python = ROOT / ".venv-sam" / "bin" / "python"
+        assert python.exists(), "SAM's venv is missing: run `make install` (make unit installs it)"
+        result = subprocess.run(
+            [str(python), str(ROOT / "tests" / "sam_transform.py"), "{}", "--loops-only"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        by_sam_cli = json.loads(result.stdout)
+        assert by_sam_cli["Resources"] == RAW["Resources"]
+        assert by_sam_cli.get("Conditions") == RAW.get("Conditions")
+        assert by_sam_cli.get("Outputs") == RAW.get("Outputs")
+
+    def test_every_function_is_in_the_loops_and_the_loops_name_only_functions(self):
+        written = load_yaml(TEMPLATE, expand=False)
+        assert written["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+        loops = {key: value for key, value in written["Resources"].items() if key.startswith("Fn::ForEach::")}
+        assert loops
+        names = {name.removesuffix("Function") for name in functions()}
+        for key, (_, collection, _) in loops.items():
+            assert set(collection) == names, key
+
+
+# The template as CloudFormation runs it in prod: the loops expanded, then SAM's transform
+# (tests/sam_transform.py). Each check lists what it finds missing, so a test can also show that
+# taking an alarm or a policy away is caught.
+
+
+def referenced_ids(node):
+    """Logical ids a fragment refers to: Ref, GetAtt and ${Id} in a Sub."""
+    if isinstance(node, list):
+        return {name for item in node for name in referenced_ids(item)}
+    if not isinstance(node, dict):
+        return set()
+    if set(node) == {"Ref"} and isinstance(node["Ref"], str):
+        return {node["Ref"]}
+    if set(node) == {"Fn::GetAtt"}:
+        target = node["Fn::GetAtt"]
+        return {target[0] if isinstance(target, list) else target.split(".")[0]}
+    if set(node) == {"Fn::Sub"}:
+        text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+        return set(re.findall(r"\$\{([A-Za-z0-9]+)\}", text)) | referenced_ids(node["Fn::Sub"][1:])
+    return {name for value in node.values() for name in referenced_ids(value)}
+
+
+def watched(resources, namespace, metric):
+    """{logical id: [alarm ids]} of what alarms read `metric` of, by the ids in the dimensions."""
+    found: dict[str, list[str]] = {}
+    for alarm_id, alarm in resources.items():
+        if alarm["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        properties = alarm["Properties"]
+        stats = (
+            [properties]
+            if "MetricName" in properties
+            else [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
+        )
+        for stat in stats:
+            if (stat["Namespace"], stat["MetricName"]) == (namespace, metric):
+                for name in referenced_ids(stat.get("Dimensions", [])):
+                    found.setdefault(name, []).append(alarm_id)
+    return found
+
+
+def of(resources, resource_type):
+    return {name: r for name, r in resources.items() if r["Type"] == resource_type}
+
+
+def rule_targets(properties):
+    """A rule's targets, both branches of a conditional one (an Fn::If) included."""
+    targets = []
+    for target in properties.get("Targets") or []:
+        branches = target["Fn::If"][1:] if set(target) == {"Fn::If"} else [target]
+        targets += [branch for branch in branches if isinstance(branch, dict) and "Arn" in branch]
+    return targets
+
+
+def dead_letter_queues(resources):
+    """Queues something sends its failures to: a redrive policy, a rule target, a function."""
+    queues = set()
+    for resource in resources.values():
+        properties = resource.get("Properties") or {}
+        redrive = properties.get("RedrivePolicy") or {}
+        queues |= referenced_ids(redrive.get("deadLetterTargetArn"))
+        for target in rule_targets(properties):
+            queues |= referenced_ids((target.get("DeadLetterConfig") or {}).get("Arn"))
+        queues |= referenced_ids((properties.get("DeadLetterConfig") or {}).get("TargetArn"))
+    return queues & set(of(resources, "AWS::SQS::Queue"))
+
+
+def alarms_without_action(resources):
+    return sorted(
+        name
+        for name, alarm in of(resources, "AWS::CloudWatch::Alarm").items()
+        if not alarm["Properties"].get("AlarmActions")
+    )
+
+
+def queues_without_alarm(resources):
+    dead_letters = dead_letter_queues(resources)
+    arrivals = watched(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    ages = watched(resources, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    missing = []
+    for queue in of(resources, "AWS::SQS::Queue"):
+        if queue in dead_letters:
+            alarms = [a for a in arrivals.get(queue, []) if "DIFF(" in json.dumps(resources[a])]
+        else:
+            alarms = ages.get(queue, [])
+        if not alarms:
+            missing.append(queue)
+    return sorted(missing)
+
+
+def rules_without_alarm(resources):
+    failed = watched(resources, "AWS/Events", "FailedInvocations")
+    undeadlettered = watched(resources, "AWS/Events", "InvocationsFailedToBeSentToDlq")
+    missing = []
+    for name, rule in of(resources, "AWS::Events::Rule").items():
+        if name not in failed:
+            missing.append(f"{name}: FailedInvocations")
+        has_dead_letters = any("DeadLetterConfig" in t for t in rule_targets(rule["Properties"]))
+        if has_dead_letters and name not in undeadlettered:
+            missing.append(f"{name}: InvocationsFailedToBeSentToDlq")
+    return missing
+
+
+def resources_without_policy(resources):
+    secret_policies = of(resources, "AWS::SecretsManager::ResourcePolicy").values()
+    bus_policies = of(resources, "AWS::Events::EventBusPolicy").values()
+    missing = [
+        secret
+        for secret in of(resources, "AWS::SecretsManager::Secret")
+        if not any(secret in referenced_ids(p["Properties"]["SecretId"]) for p in secret_policies)
+    ]
+    missing += [
+        bus
+        for bus in of(resources, "AWS::Events::EventBus")
+        if not any(bus in referenced_ids(p["Properties"]["EventBusName"]) for p in bus_policies)
+    ]
+    return sorted(missing)
+
+
+@pytest.fixture(scope="module")
+def prod_stack():
+    return sam_transform(PROD_READY)
+
+
+class TestExpandedProdTemplate:
+    def test_every_alarm_pages_someone(self, prod_stack):
+        assert alarms_without_action(prod_stack) == []
+        # ... the topic that ProdIsConfigured makes sure has an address
+        subscription = prod_stack["AlarmEmailSubscription"]
+        assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+        assert Resolver(RAW, PROD_READY).condition(subscription["Condition"]) is True
+
+    def test_every_queue_dead_letter_queue_and_event_rule_has_its_alarm(self, prod_stack):
+        assert len(of(prod_stack, "AWS::SQS::Queue")) >= 6
+        assert dead_letter_queues(prod_stack) >= {
+            "ReconcileDeadLetterQueue",
+            "ScheduledJobsDeadLetterQueue",
+            "EventDeliveryDeadLetterQueue",
+            "MerchantEventsConsumerDeadLetterQueue",
+        }
+        assert queues_without_alarm(prod_stack) == []
+        # The schedules' rules are SAM's, the merchant rule ours
+        assert len(of(prod_stack, "AWS::Events::Rule")) == 4
+        assert rules_without_alarm(prod_stack) == []
+
+    def test_every_secret_and_the_bus_have_a_policy(self, prod_stack):
+        assert set(of(prod_stack, "AWS::SecretsManager::Secret")) == {
+            "QPayCredentialsSecret",
+            "WebhookKeysSecret",
+        }
+        assert resources_without_policy(prod_stack) == []
+
+    def test_taking_an_alarm_or_a_policy_away_is_caught(self, prod_stack):
+        import copy
+
+        def without(*names, silence=None):
+            resources = copy.deepcopy(prod_stack)
+            for name in names:
+                del resources[name]
+            if silence:
+                resources[silence]["Properties"].pop("AlarmActions")
+            return resources
+
+        assert alarms_without_action(without(silence="ReconcileBacklogAlarm")) == ["ReconcileBacklogAlarm"]
+        assert queues_without_alarm(without("MerchantEventsAgeAlarm")) == ["MerchantEventsQueue"]
+        assert queues_without_alarm(without("ReconcileDeadLetterAlarm")) == ["ReconcileDeadLetterQueue"]
+        assert rules_without_alarm(without("ScheduleFailuresAlarm")) == [
+            "ReconcileFunctionSchedule: FailedInvocations",
+            "ExpireFunctionSchedule: FailedInvocations",
+            "EbarimtFunctionSchedule: FailedInvocations",
+        ]
+        assert rules_without_alarm(without("MerchantEventsRuleFailuresAlarm")) == [
+            "MerchantEventsRule: FailedInvocations",
+            "MerchantEventsRule: InvocationsFailedToBeSentToDlq",
+        ]
+        assert resources_without_policy(without("WebhookKeysSecretPolicy")) == ["WebhookKeysSecret"]
+        assert resources_without_policy(without("PaymentsBusPolicy")) == ["PaymentsBus"]
+        # A dead-letter alarm on what waits (not what arrives) does not count
+        waiting = copy.deepcopy(prod_stack)
+        waiting["DeadLetterAlarm"]["Properties"]["Metrics"][0]["Expression"] = "FILL(dlq, 0)"
+        assert queues_without_alarm(waiting) == ["ScheduledJobsDeadLetterQueue"]
+
+    def test_http_functions_deploy_gradually_in_prod_and_roll_back_on_their_alarms(self, prod_stack):
+        for name in sorted(HTTP_FUNCTIONS):
+            alias = prod_stack[f"{name}Aliaslive"]
+            group_id = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"]["Ref"]
+            group = prod_stack[group_id]["Properties"]
+            alarms = {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]}
+            own = {
+                alarm
+                for metric in ("Errors", "Throttles")
+                for alarm in alarms_on("AWS/Lambda", metric, FunctionName={"Ref": name})
+            }
+            assert own <= alarms, name
+            assert group["AlarmConfiguration"]["Enabled"] is True
+            assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+            config = Resolver(RAW, PROD_READY).resolve(group["DeploymentConfigName"])
+            assert config == "CodeDeployDefault.LambdaCanary10Percent15Minutes", name
+            dev = Resolver(RAW, {"Stage": "dev"}).resolve(group["DeploymentConfigName"])
+            assert dev == "CodeDeployDefault.LambdaAllAtOnce", name
+        assert "CreatePaymentFailingAlarm" in {
+            a["Name"]["Ref"]
+            for a in prod_stack["CreatePaymentFunctionDeploymentGroup"]["Properties"]["AlarmConfiguration"][
+                "Alarms"
+            ]
+        }
+
+
+def test_the_readme_alarm_table_gives_every_alarm_its_rule_and_threshold():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Alarms and what to do") : readme.index("### Deploying and rolling back")]
+    rows = {line.split("|")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    per_function = {
+        f"{name.removesuffix('Function')}{kind}Alarm"
+        for name in functions()
+        for kind in ("Errors", "Throttles")
+    }
+    for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        kind = "ErrorsAlarm" if name.endswith("ErrorsAlarm") else "ThrottlesAlarm"
+        key = f"<Function>{kind}" if name in per_function else name
+        [row] = [line for cell, line in rows.items() if f"`{key}`" in cell]
+        threshold = alarm["Properties"]["Threshold"]
+        if isinstance(threshold, dict):
+            assert f"`{threshold['Ref']}`" in row, (name, threshold)

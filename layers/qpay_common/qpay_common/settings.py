@@ -48,7 +48,12 @@ class Settings(BaseModel):
 
     public_base_url: str | None = Field(alias="PUBLIC_BASE_URL", default=None)
     session_expiry_minutes: int = Field(alias="SESSION_EXPIRY_MINUTES", default=30, ge=1)
+    # DynamoDB's TTL deletes a session this long after it ends: abandoned ones (cancelled,
+    # expired, failed) after purge_after_days, paid ones (PROCESSED, REFUNDED) only after
+    # paid_retention_days, so an operator can still refund or answer a dispute (card schemes
+    # allow chargebacks for months).
     purge_after_days: int = Field(alias="PURGE_AFTER_DAYS", default=30, ge=1)
+    paid_retention_days: int = Field(alias="PAID_RETENTION_DAYS", default=400, ge=1)
     # A client polling GET /payments/{id} causes at most one QPay payment check per this interval.
     status_poll_interval_seconds: int = Field(alias="STATUS_POLL_INTERVAL_SECONDS", default=5, ge=1)
     idempotency_ttl_hours: int = Field(alias="IDEMPOTENCY_TTL_HOURS", default=24, ge=1)

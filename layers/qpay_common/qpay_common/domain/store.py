@@ -42,6 +42,8 @@ from qpay_common.domain.work_queues import (
 
 # A newly PAID session is checked a minute later: reconcile finishes the order if this worker dies.
 FIRST_CHECK_DELAY_SECONDS = {PaymentStatus.PAID: RECONCILE_BACKOFF_SECONDS[0]}
+# Paid sessions outlive abandoned ones: refunds and disputes come months after the payment.
+KEPT_FOR_REFUNDS = frozenset({PaymentStatus.PROCESSED, PaymentStatus.REFUNDED})
 # The by_user index key of the last session of a page: what a user's listing cursor holds.
 CURSOR_FIELDS = ("user_id", "session_id", "created_at")
 # session.iso(): the created_at of every session, and so of every cursor this API issues.
@@ -76,6 +78,9 @@ class StorePolicy(Protocol):
 
     @property
     def purge_after_days(self) -> int: ...
+
+    @property
+    def paid_retention_days(self) -> int: ...
 
     @property
     def reconcile_grace_hours(self) -> int: ...
@@ -334,6 +339,11 @@ class SessionStore(abc.ABC):
         }
         return self._update(session, moved)
 
+    def _retention_days(self, ended: PaymentStatus) -> int:
+        if ended in KEPT_FOR_REFUNDS:
+            return self._policy.paid_retention_days
+        return self._policy.purge_after_days
+
     def _bookkeeping_for(
         self, session: PaymentSession, target: PaymentStatus, now: datetime
     ) -> dict[str, Any]:
@@ -341,7 +351,7 @@ class SessionStore(abc.ABC):
         session_id = session.session_id
         epoch = now.timestamp()
         watchers = WATCHED_BY[target]
-        purge_at = None if target in OPEN_STATUSES else purge_epoch(now, self._policy.purge_after_days)
+        purge_at = None if target in OPEN_STATUSES else purge_epoch(now, self._retention_days(target))
         changes: dict[str, Any] = {"purge_at": purge_at}
         changes.update(EXPIRE_QUEUE.enqueue(session_id) if Job.EXPIRE in watchers else EXPIRE_QUEUE.dequeue())
         if Job.RECONCILE in watchers:

@@ -1,5 +1,7 @@
 """The AWS SDK clients of an execution environment: one botocore session, one DynamoDB client
-shared by every table model and transaction, one EventBridge client.
+shared by every table model and transaction, one EventBridge client, one Secrets Manager client.
+Each has its own connect and read timeouts and a bounded number of retries: the SDK's defaults
+(60 s each) would let one hung call outlast API Gateway's 30 s and the function's timeout.
 
 Why: pynamodb builds a botocore session and a client per model class (and per Connection), and
 each one parses botocore's JSON service and endpoint files again: five of them made ~0.9 s of a
@@ -20,6 +22,14 @@ DYNAMODB_READ_TIMEOUT_SECONDS = 5
 DYNAMODB_MAX_RETRY_ATTEMPTS = 3
 # Scheduled jobs work sessions from a thread pool: enough pooled connections for each thread.
 DYNAMODB_MAX_POOL_CONNECTIONS = 32
+# EventBridge PutEvents and Secrets Manager GetSecretValue: one small call each, on the request
+# path (a publish after a payment, a cold start's secret read).
+EVENTS_CONNECT_TIMEOUT_SECONDS = 2
+EVENTS_READ_TIMEOUT_SECONDS = 5
+EVENTS_MAX_RETRY_ATTEMPTS = 2
+SECRETS_CONNECT_TIMEOUT_SECONDS = 2
+SECRETS_READ_TIMEOUT_SECONDS = 5
+SECRETS_MAX_RETRY_ATTEMPTS = 2
 
 _lock = threading.Lock()
 _session: Any = None
@@ -62,7 +72,28 @@ def events_client(settings: Settings) -> Any:
         "events",
         settings.aws_region,
         settings.eventbridge_endpoint_url,
-        lambda: Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}),
+        lambda: Config(
+            connect_timeout=EVENTS_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=EVENTS_READ_TIMEOUT_SECONDS,
+            retries={"total_max_attempts": 1 + EVENTS_MAX_RETRY_ATTEMPTS, "mode": "standard"},
+        ),
+    )
+
+
+def secretsmanager_client(settings: Settings) -> Any:
+    """The Secrets Manager client the secrets adapter hands to Powertools' SecretsProvider (which
+    would otherwise build a boto3 client with the SDK's 60 s timeouts)."""
+    from botocore.config import Config
+
+    return _client(
+        "secretsmanager",
+        settings.aws_region,
+        None,
+        lambda: Config(
+            connect_timeout=SECRETS_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=SECRETS_READ_TIMEOUT_SECONDS,
+            retries={"total_max_attempts": 1 + SECRETS_MAX_RETRY_ATTEMPTS, "mode": "standard"},
+        ),
     )
 
 

@@ -10,7 +10,9 @@ open invoice carries it (README, "Operating it").
 """
 
 import os
+import threading
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -38,7 +40,7 @@ class QPayCredentials(BaseModel):
 def load_qpay_credentials(settings: Settings, environ: Mapping[str, str] | None = None) -> QPayCredentials:
     try:
         if settings.qpay_secret_arn:
-            return QPayCredentials.model_validate(_secret_json(settings.qpay_secret_arn))
+            return QPayCredentials.model_validate(_secret_json(settings, settings.qpay_secret_arn))
         source = os.environ if environ is None else environ
         return QPayCredentials.model_validate(
             {"client_id": source.get("QPAY_CLIENT_ID"), "client_secret": source.get("QPAY_CLIENT_SECRET")}
@@ -51,7 +53,7 @@ def load_qpay_credentials(settings: Settings, environ: Mapping[str, str] | None 
 def load_webhook_keys(settings: Settings, environ: Mapping[str, str] | None = None) -> WebhookKeys:
     try:
         if settings.webhook_secret_arn:
-            keys = WebhookKeys.from_secret(_secret_json(settings.webhook_secret_arn))
+            keys = WebhookKeys.from_secret(_secret_json(settings, settings.webhook_secret_arn))
         else:
             keys = _local_webhook_keys(os.environ if environ is None else environ)
     except ValidationError as exc:
@@ -76,11 +78,28 @@ def _local_webhook_keys(source: Mapping[str, str]) -> WebhookKeys:
     return WebhookKeys.model_validate({"current_key_id": current_key_id, "keys": keys})
 
 
-def _secret_json(secret_arn: str) -> dict[str, object]:
-    # Imported here: only deployed functions pay for the parameters utility.
-    from aws_lambda_powertools.utilities import parameters
+# One provider per Secrets Manager client: Powertools caches each secret in its provider for
+# SECRET_MAX_AGE_SECONDS, so it must outlive one call.
+_provider_lock = threading.Lock()
+_provider: Any = None
 
-    secret = parameters.get_secret(secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+
+def _secrets_provider(settings: Settings) -> Any:
+    global _provider
+    # Imported here: only deployed functions pay for the parameters utility.
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from qpay_common.adapters.aws.clients import secretsmanager_client
+
+    client = secretsmanager_client(settings)
+    with _provider_lock:
+        if _provider is None or _provider.client is not client:
+            _provider = SecretsProvider(boto3_client=client)
+        return _provider
+
+
+def _secret_json(settings: Settings, secret_arn: str) -> dict[str, object]:
+    secret = _secrets_provider(settings).get(secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
     if not isinstance(secret, dict):
         raise ConfigurationError("a secret is not a JSON object")
     return secret
