@@ -108,7 +108,10 @@ def build_resolver(
 
     `allowed_methods` maps a route path (`/payments/{session_id}`) to the methods the API serves
     there: a request the gateway routed here (an `ANY` route) with another method is then a 405
-    with `Allow`, as RFC 9110 asks, instead of a 404."""
+    with `Allow`, as RFC 9110 asks, instead of a 404. OPTIONS is the exception: an `ANY` route
+    receives the browsers' CORS preflights too (API Gateway routes a preflight that a route
+    matches to it, and adds the CorsConfiguration's headers to the answer), and a preflight needs
+    a 2xx, so OPTIONS is answered 204 with the same `Allow` (RFC 9110 section 9.3.7)."""
     app = PaymentsResolver()
     for router in routers:
         app.include_router(router)
@@ -152,6 +155,8 @@ def build_resolver(
         event = app.current_event
         route_path = (event.route_key or "").partition(" ")[2]
         allowed = list(allowed_methods(route_path)) if allowed_methods and route_path else []
+        if allowed and event.request_context.http.method == "OPTIONS":
+            return Response(status_code=int(HTTPStatus.NO_CONTENT), headers={"Allow": ", ".join(allowed)})
         if allowed:
             return Response(
                 status_code=int(HTTPStatus.METHOD_NOT_ALLOWED),
