@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ INIT_TIMEOUT_S = 10.0
 _REAP_INTERVAL_S = 1.0
 _STOP_GRACE_S = 2.0
 _ASYNC_RETRY_MAX_S = 2.0
+_OFF_VALUES = {"off", "false", "0", "no", "disabled"}
 
 
 class Throttled(Exception):
@@ -72,13 +73,24 @@ class Throttled(Exception):
 class RuntimeSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     idle_seconds: float = DEFAULT_IDLE_SECONDS
+    # Each function's AWS calls checked against its IAM policy (LOCAL_IAM=off: not checked).
+    iam: bool = True
+    # Where the calls each function made are written when the runtime stops (make iam-unused).
+    iam_usage_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if env is None else env
         concurrency = _positive(env, "LOCAL_LAMBDA_CONCURRENCY", DEFAULT_CONCURRENCY, int)
         idle_seconds = _positive(env, "LOCAL_LAMBDA_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, float)
-        return cls(concurrency=int(concurrency), idle_seconds=float(idle_seconds))
+        iam = env.get("LOCAL_IAM", "on").strip().lower() not in _OFF_VALUES
+        usage_dir = env.get("LOCAL_IAM_USAGE_DIR", "").strip()
+        return cls(
+            concurrency=int(concurrency),
+            idle_seconds=float(idle_seconds),
+            iam=iam,
+            iam_usage_dir=Path(usage_dir) if usage_dir else None,
+        )
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float]) -> float:
@@ -103,6 +115,11 @@ class InvocationResult:
     error: dict[str, Any] | None = None
     timed_out: bool = False
     init_duration_ms: float | None = None
+    # With IAM checked: the (action, resource) pairs the invocation was allowed and refused, and
+    # how many SDK clients it built.
+    aws_calls: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    clients_created: int | None = None
 
     @property
     def failed(self) -> bool:
@@ -152,10 +169,20 @@ def lambda_environment(function: FunctionSpec) -> dict[str, str]:
 class ExecutionEnvironment:
     """One worker process serving one function, one invocation at a time."""
 
-    def __init__(self, function: FunctionSpec, layer_paths: list[Path], environment: dict[str, str]):
+    def __init__(
+        self,
+        function: FunctionSpec,
+        layer_paths: list[Path],
+        environment: dict[str, str],
+        *,
+        check_iam: bool = True,
+    ):
         self.function = function
         self.layer_paths = layer_paths
         self.environment = environment
+        self.check_iam = check_iam and function.policy is not None
+        # What the worker reported with its last answer (IAM: calls, refusals, clients built).
+        self.last_report: dict[str, Any] = {}
         self.invocations = 0
         self.init_ms: float | None = None
         self.last_used = time.monotonic()
@@ -193,6 +220,8 @@ class ExecutionEnvironment:
         ]
         for layer in self.layer_paths:
             command += ["--layer", str(layer)]
+        if self.check_iam and self.function.policy is not None:
+            command += ["--iam-policy", self.function.policy.to_json()]
         try:
             # Its own session: the terminal's Ctrl-C reaches the stack, which stops the workers.
             self._process = subprocess.Popen(
@@ -278,6 +307,7 @@ class ExecutionEnvironment:
             raise _EnvironmentFailed({}, timed_out=True)
         if message is _EXITED:
             raise _EnvironmentFailed(self._exit_error(request_id))
+        self.last_report = message.get("iam") or {}
         if message.get("type") == "error":
             raise _EnvironmentFailed(message["error"])
         return message.get("value")
@@ -451,6 +481,9 @@ class FunctionRuntime:
                 int(limit or 0),
                 reserved=reserved,
             )
+        # Every (action, resource) each function was allowed, for the unused-grants report.
+        self.iam_usage: dict[str, set[tuple[str, str]]] = {function_id: set() for function_id in self._pools}
+        self._usage_lock = threading.Lock()
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="lambda-env-reaper", daemon=True)
         self._reaper.start()
@@ -472,7 +505,7 @@ class FunctionRuntime:
     ) -> Callable[[], ExecutionEnvironment]:
         def make() -> ExecutionEnvironment:
             environment = {**self.environment_for(function), **lambda_environment(function)}
-            return ExecutionEnvironment(function, layer_paths, environment)
+            return ExecutionEnvironment(function, layer_paths, environment, check_iam=self.settings.iam)
 
         return make
 
@@ -618,11 +651,45 @@ class FunctionRuntime:
                 result.error = failure.error
                 reusable = failure.error.get("errorType") != "Runtime.ExitError"
         result.duration_ms = (time.monotonic() - started) * 1000
+        self._record_calls(environment, result)
         if result.timed_out:
             result.duration_ms = function.timeout_s * 1000.0
         self._report(environment, result)
         pool.release(environment, reusable=reusable)
         return result
+
+    def _record_calls(self, environment: ExecutionEnvironment, result: InvocationResult) -> None:
+        report, environment.last_report = environment.last_report, {}
+        if not report:
+            return
+        result.aws_calls = [(str(action), str(resource)) for action, resource in report.get("used", [])]
+        result.refused = [(str(action), str(resource)) for action, resource in report.get("refused", [])]
+        result.clients_created = int(report.get("clients_created", 0))
+        with self._usage_lock:
+            self.iam_usage[result.function_id].update(result.aws_calls)
+        for action, resource in result.refused:
+            logger.warning(
+                "%s AccessDenied: %s on %s (its IAM policy in template.yaml does not allow it)",
+                result.function_id,
+                action,
+                resource,
+            )
+
+    def record_service_calls(self, function_id: str, calls: list[tuple[str, str]]) -> None:
+        """Calls Lambda makes with the function's role (an event source mapping's polling)."""
+        with self._usage_lock:
+            self.iam_usage[function_id].update(calls)
+
+    def write_iam_usage(self) -> Path | None:
+        folder = self.settings.iam_usage_dir
+        if folder is None or not self.settings.iam:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        with self._usage_lock:
+            usage = {name: sorted(calls) for name, calls in self.iam_usage.items()}
+        target.write_text(json.dumps({"template": str(self.template.path), "calls": usage}, indent=1))
+        return target
 
     @staticmethod
     def _report(environment: ExecutionEnvironment, result: InvocationResult) -> None:
@@ -657,3 +724,4 @@ class FunctionRuntime:
         for pool in self._pools.values():
             pool.stop_all()
         self._reaper.join(timeout=_STOP_GRACE_S)
+        self.write_iam_usage()

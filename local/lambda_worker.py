@@ -11,6 +11,7 @@ its logs, as in Lambda where they go to CloudWatch):
     <- {"type": "init_error", "error": {...}}         the import failed (Runtime.ImportModuleError)
     -> {"type": "invoke", "request_id": "...", "event": ..., "remaining_ms": 29000}
     <- {"type": "result", "value": ...} | {"type": "error", "error": {...}}
+       (with --iam-policy, both carry "iam": the calls allowed and refused, the clients built)
 
 Only the standard library is imported before the handler, so `init_ms` is the handler's own
 import cost. sys.path is the function's code folder, then its layers (as /var/task and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -108,7 +110,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--handler", required=True)
     parser.add_argument("--code-uri", required=True)
     parser.add_argument("--layer", action="append", default=[])
+    # The function's IAM policy (local/iam.py): its AWS calls are checked against it.
+    parser.add_argument("--iam-policy")
     return parser.parse_args(argv)
+
+
+def _iam_guard(policy_json: str | None) -> Any:
+    """Load local/iam.py by its path (the repository is not on the handler's path) and hook it
+    into botocore before the handler can build a client."""
+    if not policy_json:
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "_local_iam", os.path.join(os.path.dirname(__file__), "iam.py")
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError("local/iam.py is missing")
+    iam = importlib.util.module_from_spec(spec)
+    sys.modules["_local_iam"] = iam
+    spec.loader.exec_module(iam)
+    guard = iam.Guard(
+        iam.Policy.from_json(policy_json), log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    iam.install(guard)
+    return guard
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     def send(message: dict[str, Any]) -> None:
         responses_out.write(json.dumps(message).encode() + b"\n")
         responses_out.flush()
+
+    guard = _iam_guard(args.iam_policy)
+
+    def report() -> dict[str, Any]:
+        return {"iam": guard.drain()} if guard is not None else {}
 
     _set_path(args.code_uri, args.layer)
     # A missing code folder fails below as Lambda reports it: no module named 'app'.
@@ -144,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             value = handler(message.get("event"), context)
         except Exception as error:
             log_error(error)
-            send({"type": "error", "error": error_document(error, request_id)})
+            send({"type": "error", "error": error_document(error, request_id), **report()})
             continue
         try:
-            send({"type": "result", "value": value})
+            send({"type": "result", "value": value, **report()})
         except (TypeError, ValueError) as error:
             marshal = {
                 "errorMessage": f"Unable to marshal response: {error}",
@@ -155,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "requestId": request_id,
                 "stackTrace": [],
             }
-            send({"type": "error", "error": marshal})
+            send({"type": "error", "error": marshal, **report()})
     return 0
 
 
