@@ -1,8 +1,8 @@
 """Each function's IAM policy, read from template.yaml as SAM builds the function's role.
 
 SAM gives an AWS::Serverless::Function without `Role` a role of its own with:
-- the managed policy AWSLambdaBasicExecutionRole (logs), AWSXrayWriteOnlyAccess when `Tracing:
-  Active`, and one per event source that Lambda polls with the role (AWSLambdaSQSQueueExecutionRole
+- the managed policy AWSLambdaBasicExecutionRole (logs), AWSXrayWriteOnlyAccess with any `Tracing`
+  but Disabled, and one per event source that Lambda polls with the role (AWSLambdaSQSQueueExecutionRole
   for an SQS event);
 - `sqs:SendMessage` (or `sns:Publish`) on its `DeadLetterQueue`;
 - each item of `Policies`: an inline document (`Statement`), a SAM policy template
@@ -194,7 +194,8 @@ def function_policy(
         return None if principal is None else Policy(principal, tuple(statements), account)
 
     managed = ["service-role/AWSLambdaBasicExecutionRole"]
-    if str(resolver.resolve(properties.get("Tracing")) or "") == "Active":
+    # SAM adds it for any Tracing but Disabled (PassThrough included).
+    if str(resolver.resolve(properties.get("Tracing")) or "Disabled") != "Disabled":
         managed.append("AWSXrayWriteOnlyAccess")
     for event in (properties.get("Events") or {}).values():
         policy_name = _EVENT_SOURCE_POLICIES.get(str((event or {}).get("Type")))

@@ -1,6 +1,6 @@
 """template.yaml as SAM deploys it, offline: run by .venv-sam's Python (SAM's translator pins a
 pydantic older than the layer's, so it is not in the dev venv). Prints the translated Resources
-as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}'"""
+as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}' [template]"""
 
 import copy
 import json
@@ -25,7 +25,8 @@ POLICIES = {
 
 def main() -> None:
     parameters = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    template = copy.deepcopy(load_yaml(ROOT / "template.yaml"))
+    template_path = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "template.yaml"
+    template = copy.deepcopy(load_yaml(template_path))
     # Code locations as `sam package` writes them
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,12 +72,12 @@ class Stack:
         return read_events(self.moto, session_id=session_id)
 
 
-def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(extra_env: dict[str, str] | None = None, template: Path | None = None) -> Stack:
     ports = {name: free_port() for name in ("API", "INVOKE", "DYNAMODB", "MOTO", "SIMULATOR")}
     env = {**os.environ, **{f"LOCAL_{name}_PORT": str(port) for name, port in ports.items()}}
     env.update({"LOCAL_SCHEDULES": "off", "PYTHONUNBUFFERED": "1", **(extra_env or {})})
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.stack"],
+        [sys.executable, "-m", "local.stack", *(["--template", str(template)] if template else [])],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
