@@ -29,6 +29,8 @@ import logging
 import math
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +51,8 @@ DEFAULT_CONCURRENCY = 32
 DEFAULT_IDLE_SECONDS = 300.0
 # Lambda gives on-demand init 10 s of its own; past that, init is retried inside the invocation.
 INIT_TIMEOUT_S = 10.0
+# SnapStart: the runtime must be restored and its after-restore hooks done within 10 s.
+RESTORE_TIMEOUT_S = 10.0
 _REAP_INTERVAL_S = 1.0
 _STOP_GRACE_S = 2.0
 _ASYNC_RETRY_MAX_S = 2.0
@@ -115,6 +119,7 @@ class InvocationResult:
     error: dict[str, Any] | None = None
     timed_out: bool = False
     init_duration_ms: float | None = None
+    restore_duration_ms: float | None = None
     # With IAM checked: the (action, resource) pairs the invocation was allowed and refused, and
     # how many SDK clients it built.
     aws_calls: list[tuple[str, str]] = field(default_factory=list)
@@ -127,7 +132,7 @@ class InvocationResult:
 
     @property
     def cold_start(self) -> bool:
-        return self.init_duration_ms is not None
+        return self.init_duration_ms is not None or self.restore_duration_ms is not None
 
     def error_payload(self) -> dict[str, Any]:
         """The body Lambda returns for a failed invocation (Python runtime format)."""
@@ -159,7 +164,7 @@ def lambda_environment(function: FunctionSpec) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.logical_id}",
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if function.snap_start else "on-demand",
         "LAMBDA_TASK_ROOT": str(function.code_uri),
         "_HANDLER": function.handler,
         "TZ": ":UTC",
@@ -185,6 +190,8 @@ class ExecutionEnvironment:
         self.last_report: dict[str, Any] = {}
         self.invocations = 0
         self.init_ms: float | None = None
+        # SnapStart: how long this environment took to start from the snapshot.
+        self.restore_ms: float | None = None
         self.last_used = time.monotonic()
         self._process: subprocess.Popen[bytes] | None = None
         self._requests: Any = None
@@ -197,18 +204,14 @@ class ExecutionEnvironment:
     def is_alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> None:
-        request_read, request_write = os.pipe()
-        response_read, response_write = os.pipe()
+    def command(self, channel: list[str]) -> list[str]:
+        """The worker's command line; `channel` says how it talks to the runtime."""
         command = [
             sys.executable,
             "-I",
             "-u",
             str(WORKER_SCRIPT),
-            "--request-fd",
-            str(request_read),
-            "--response-fd",
-            str(response_write),
+            *channel,
             "--parent-pid",
             str(os.getpid()),
             "--function-arn",
@@ -222,6 +225,12 @@ class ExecutionEnvironment:
             command += ["--layer", str(layer)]
         if self.check_iam and self.function.policy is not None:
             command += ["--iam-policy", self.function.policy.to_json()]
+        return command
+
+    def start(self) -> None:
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
+        command = self.command(["--request-fd", str(request_read), "--response-fd", str(response_write)])
         try:
             # Its own session: the terminal's Ctrl-C reaches the stack, which stops the workers.
             self._process = subprocess.Popen(
@@ -234,11 +243,14 @@ class ExecutionEnvironment:
         finally:
             os.close(request_read)
             os.close(response_write)
+        self._connect(request_write, response_read)
+
+    def _connect(self, request_write: int, response_read: int) -> None:
         self._requests = os.fdopen(request_write, "wb")
         threading.Thread(
             target=self._read_messages,
             args=(os.fdopen(response_read, "rb"),),
-            name=f"{self.function.logical_id}-env-{self._process.pid}",
+            name=f"{self.function.logical_id}-env-{self.pid}",
             daemon=True,
         ).start()
 
@@ -359,6 +371,198 @@ class ExecutionEnvironment:
                 self._requests.close()
 
 
+class Snapshot:
+    """A SnapStart function's snapshot: one worker that initialised (imports, before-snapshot
+    hooks) and then forks an execution environment per request, each starting from that state.
+
+    As in Lambda, the snapshot is made once (here: on the function's first environment, a
+    prewarm included) and every later environment is restored from it rather than initialised.
+    The snapshot is made again only if its process dies (a fixed import is then picked up)."""
+
+    def __init__(self, make_process: Callable[[], ExecutionEnvironment]):
+        self.make_process = make_process
+        self.init_ms: float | None = None
+        self.forks = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._replies: queue.Queue[Any] = queue.Queue()
+        self._exits: dict[int, int] = {}
+        self._exited = threading.Condition()
+        self._lock = threading.Lock()
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _start(self, request_id: str) -> None:
+        spec = self.make_process()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = spec.command(["--snapshot-fd", str(theirs.fileno())])
+        started = time.monotonic()
+        try:
+            self._process = subprocess.Popen(
+                command,
+                env=spec.environment,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise _EnvironmentFailed(
+                {"errorType": "Runtime.Unknown", "errorMessage": f"cannot start a worker: {error}"}
+            ) from error
+        finally:
+            theirs.close()
+        self._control, self._replies, self.forks = ours, queue.Queue(), 0
+        threading.Thread(
+            target=self._read, args=(ours,), name=f"{spec.function.logical_id}-snapshot", daemon=True
+        ).start()
+        deadline = started + INIT_TIMEOUT_S + spec.function.timeout_s
+        try:
+            message = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.stop()
+            raise _EnvironmentFailed(
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out during init after "
+                    f"{time.monotonic() - started:.2f} seconds",
+                },
+                timed_out=True,
+            ) from None
+        if message is _EXITED or message.get("type") == "init_error":
+            self.stop()
+            error = message.get("error") if isinstance(message, dict) else None
+            raise _EnvironmentFailed(
+                {
+                    **(error or {"errorType": "Runtime.ExitError", "errorMessage": "the snapshot exited"}),
+                    "requestId": request_id,
+                }
+            )
+        self.init_ms = float(message["init_ms"])
+
+    def _read(self, control: socket.socket) -> None:
+        with control.makefile("rb") as replies:
+            for line in replies:
+                message = json.loads(line)
+                if message.get("type") == "exited":
+                    with self._exited:
+                        self._exits[int(message["pid"])] = int(message["status"])
+                        self._exited.notify_all()
+                else:
+                    self._replies.put(message)
+        self._replies.put(_EXITED)
+
+    def restore(self, request_id: str) -> tuple[int, int, int, bool]:
+        """A new environment: (pid, its request pipe, its response pipe, whether it is a restore
+        rather than the environment that initialised)."""
+        with self._lock:
+            if not self._alive():
+                self._start(request_id)
+            assert self._control is not None
+            restore = self.forks > 0
+            self.forks += 1
+            request_read, request_write = os.pipe()
+            response_read, response_write = os.pipe()
+            try:
+                socket.send_fds(
+                    self._control, [json.dumps({"restore": restore}).encode()], [request_read, response_write]
+                )
+            except OSError as error:
+                raise _EnvironmentFailed(
+                    {"errorType": "Runtime.Unknown", "errorMessage": f"snapshot gone: {error}"}
+                ) from error
+            finally:
+                os.close(request_read)
+                os.close(response_write)
+            try:
+                reply = self._replies.get(timeout=RESTORE_TIMEOUT_S)
+            except queue.Empty:
+                reply = _EXITED
+            if reply is _EXITED:
+                raise _EnvironmentFailed(
+                    {"errorType": "Runtime.ExitError", "errorMessage": "the snapshot exited"}
+                )
+            return int(reply["pid"]), request_write, response_read, restore
+
+    def exit_status(self, pid: int, timeout_s: float) -> int | None:
+        with self._exited:
+            self._exited.wait_for(lambda: pid in self._exits or not self._alive(), timeout_s)
+            return self._exits.get(pid)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.close()
+
+
+class RestoredEnvironment(ExecutionEnvironment):
+    """An execution environment of a SnapStart function: a fork of its snapshot."""
+
+    def __init__(self, snapshot: Snapshot):
+        spec = snapshot.make_process()
+        super().__init__(spec.function, spec.layer_paths, spec.environment, check_iam=spec.check_iam)
+        self.snapshot = snapshot
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def is_alive(self) -> bool:
+        if self._pid is None or self.snapshot.exit_status(self._pid, 0) is not None:
+            return False
+        try:
+            os.kill(self._pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def initialise(self, request_id: str) -> float:
+        started = time.monotonic()
+        self._pid, request_write, response_read, restore = self.snapshot.restore(request_id)
+        self._connect(request_write, response_read)
+        message = self._next_message(RESTORE_TIMEOUT_S)
+        if message is None or message is _EXITED or message.get("type") != "ready":
+            self.kill()
+            error = message.get("error") if isinstance(message, dict) else None
+            raise _EnvironmentFailed(
+                error
+                or {
+                    "errorType": "SnapStartTimeoutException" if message is None else "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {request_id} Error: the environment did not restore",
+                },
+                timed_out=message is None,
+            )
+        if restore:
+            self.restore_ms = (time.monotonic() - started) * 1000
+            return self.restore_ms
+        self.init_ms = self.snapshot.init_ms
+        return float(self.init_ms or 0.0)
+
+    def _exit_error(self, request_id: str) -> dict[str, Any]:
+        code = self.snapshot.exit_status(self._pid, _STOP_GRACE_S) if self._pid else None
+        status = "unknown" if code is None else f"signal: {-code}" if code < 0 else f"exit status {code}"
+        return {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {status}",
+        }
+
+    def kill(self) -> None:
+        if self._pid is not None and self.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            self.snapshot.exit_status(self._pid, _STOP_GRACE_S)
+        self._close_requests()
+
+    def stop(self) -> None:
+        self._close_requests()
+        if self._pid is not None and self.snapshot.exit_status(self._pid, _STOP_GRACE_S) is None:
+            self.kill()
+
+
 class FunctionPool:
     """The execution environments of one function."""
 
@@ -470,6 +674,7 @@ class FunctionRuntime:
         self.settings = settings or RuntimeSettings.from_env()
         self.environment_for = environment_for
         layers = {layer.logical_id: layer.content_uri for layer in template.layers}
+        self._snapshots: list[Snapshot] = []
         self._pools: dict[str, FunctionPool] = {}
         for function_id, function in template.functions.items():
             layer_paths = self._layer_paths(function, layers)
@@ -503,9 +708,20 @@ class FunctionRuntime:
     def _environment_factory(
         self, function: FunctionSpec, layer_paths: list[Path]
     ) -> Callable[[], ExecutionEnvironment]:
+        def environment() -> dict[str, str]:
+            return {**self.environment_for(function), **lambda_environment(function)}
+
+        if function.snap_start:
+            snapshot = Snapshot(
+                lambda: ExecutionEnvironment(
+                    function, layer_paths, environment(), check_iam=self.settings.iam
+                )
+            )
+            self._snapshots.append(snapshot)
+            return lambda: RestoredEnvironment(snapshot)
+
         def make() -> ExecutionEnvironment:
-            environment = {**self.environment_for(function), **lambda_environment(function)}
-            return ExecutionEnvironment(function, layer_paths, environment, check_iam=self.settings.iam)
+            return ExecutionEnvironment(function, layer_paths, environment(), check_iam=self.settings.iam)
 
         return make
 
@@ -628,11 +844,19 @@ class FunctionRuntime:
                 return InvocationResult(function_id, request_id, 0.0, error=failure.error)
             pool.started(environment)
             logger.debug("%s new environment (pid %s), init %.1f ms", function_id, environment.pid, init_ms)
-        init_duration = environment.init_ms if environment.invocations == 0 else None
+        first = environment.invocations == 0
+        init_duration = environment.init_ms if first else None
+        restore_duration = environment.restore_ms if first else None
 
         logger.debug("%s START RequestId: %s Version: $LATEST", function_id, request_id)
         started = time.monotonic()
-        result = InvocationResult(function_id, request_id, 0.0, init_duration_ms=init_duration)
+        result = InvocationResult(
+            function_id,
+            request_id,
+            0.0,
+            init_duration_ms=init_duration,
+            restore_duration_ms=restore_duration,
+        )
         reusable = True
         try:
             result.value = environment.invoke(request_id, event, float(function.timeout_s), trace_id)
@@ -705,6 +929,9 @@ class FunctionRuntime:
             parts.append(f"Max Memory Used: {memory} MB")
         if result.init_duration_ms is not None:
             parts.append(f"Init Duration: {result.init_duration_ms:.2f} ms")
+        if result.restore_duration_ms is not None:
+            parts.append(f"Restore Duration: {result.restore_duration_ms:.2f} ms")
+            parts.append(f"Billed Restore Duration: {math.ceil(result.restore_duration_ms)} ms")
         if result.timed_out:
             parts.append("Status: timeout")
         elif result.error is not None and result.error.get("errorType", "").startswith("Runtime."):
@@ -723,5 +950,7 @@ class FunctionRuntime:
         self._stopping.set()
         for pool in self._pools.values():
             pool.stop_all()
+        for snapshot in self._snapshots:
+            snapshot.stop()
         self._reaper.join(timeout=_STOP_GRACE_S)
         self.write_iam_usage()
