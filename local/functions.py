@@ -311,7 +311,7 @@ class ExecutionEnvironment:
         try:
             self._requests.write(json.dumps(request).encode() + b"\n")
             self._requests.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # a broken pipe, or one already closed
             raise _EnvironmentFailed(self._exit_error(request_id)) from None
         message = self._next_message(timeout_s)
         if message is None:
@@ -506,13 +506,14 @@ class RestoredEnvironment(ExecutionEnvironment):
         super().__init__(spec.function, spec.layer_paths, spec.environment, check_iam=spec.check_iam)
         self.snapshot = snapshot
         self._pid: int | None = None
+        self._killed = False
 
     @property
     def pid(self) -> int | None:
         return self._pid
 
     def is_alive(self) -> bool:
-        if self._pid is None or self.snapshot.exit_status(self._pid, 0) is not None:
+        if self._pid is None or self._killed or self.snapshot.exit_status(self._pid, 0) is not None:
             return False
         try:
             os.kill(self._pid, 0)
@@ -555,6 +556,7 @@ class RestoredEnvironment(ExecutionEnvironment):
             with contextlib.suppress(OSError):
                 os.kill(self._pid, signal.SIGKILL)
             self.snapshot.exit_status(self._pid, _STOP_GRACE_S)
+        self._killed = True
         self._close_requests()
 
     def stop(self) -> None:
