@@ -3,6 +3,7 @@ two flows need; each flow fails as it would in AWS, with AccessDeniedException n
 (Every other e2e test runs with the template's real policies, checked on every call.)"""
 
 import re
+import time
 import uuid
 
 import pytest
@@ -12,6 +13,16 @@ from tests.e2e.conftest import start_stack, stop_stack
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
+
+
+def logged(stack, text, timeout_s=10.0):
+    """The stack's output once `text` is in it (its lines reach the test a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in "\n".join(stack.output) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = "\n".join(stack.output)
+    assert text in log
+    return log
 
 
 def without(text, resource, action, instead):
@@ -45,11 +56,11 @@ def test_a_flow_whose_policy_lacks_an_action_fails_with_access_denied_naming_it(
     listed = requests.get(f"{lacking.api}/payments", headers=lacking.headers(), timeout=30)
 
     assert listed.status_code == 500
-    log = "\n".join(lacking.output)
-    assert (
+    log = logged(
+        lacking,
         "ListPaymentsFunction AccessDenied: dynamodb:Query on "
-        "arn:aws:dynamodb:us-east-1:123456789012:table/SessionsTable/index/by_user"
-    ) in log
+        "arn:aws:dynamodb:us-east-1:123456789012:table/SessionsTable/index/by_user",
+    )
     assert "AccessDeniedException" in log
     assert "because no identity-based policy allows the dynamodb:Query action" in log
 
@@ -65,4 +76,6 @@ def test_a_paid_callback_cannot_publish_without_events_put_events_and_the_sessio
     )["Item"]
     assert session["status"]["S"] == "PAID"
     assert lacking.events(created["session_id"]) == []
-    assert "QPayWebhookFunction AccessDenied: events:PutEvents on" in "\n".join(lacking.output)
+    assert "QPayWebhookFunction AccessDenied: events:PutEvents on" in logged(
+        lacking, "QPayWebhookFunction AccessDenied: events:PutEvents on"
+    )
