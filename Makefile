@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 USER ?= alice
 SCOPES ?=
 
-.PHONY: help install run simulator token inspect invoke test lint lint-python lint-full template-lint cfn-lint checkov validate unit integration e2e contract bench openapi build deploy fmt clean
+.PHONY: help install run simulator token inspect invoke test lint lint-python lint-full template-lint cfn-lint checkov validate unit integration e2e contract bench openapi build deploy fmt clean iam-unused
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -102,7 +102,13 @@ invoke: $(STAMPS)/venv ## Invoke one function of the running stack with an event
 # ports, so they run side by side; each one's output is printed whole when it ends.
 SLOW_SUITES := integration e2e contract
 
+# The stacks the e2e and contract suites start record the AWS calls each function made here, for
+# `make iam-unused`; `make test` starts from an empty record.
+IAM_USAGE_DIR := $(CURDIR)/.iam-usage
+e2e contract: export LOCAL_IAM_USAGE_DIR := $(IAM_USAGE_DIR)
+
 test: install lint-full validate unit ## Lint, validate the template, run every test suite
+	@rm -rf "$(IAM_USAGE_DIR)"
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(SLOW_SUITES)
 	@echo "==> make test: all green"
 
@@ -174,6 +180,9 @@ e2e: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java $(STAMPS)/chromium ## The whole
 contract: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## The local stack fuzzed from its OpenAPI document (schemathesis) and fed hostile input
 	$(call run_suite,contract,tests/contract)
 
+iam-unused: $(STAMPS)/venv ## Per function, the IAM actions template.yaml grants that no e2e/contract test used
+	@$(PY) -m local.iam_report --usage-dir "$(IAM_USAGE_DIR)"
+
 # The OpenAPI function serves a document built with the code; a unit test says when to rebuild it.
 openapi: $(STAMPS)/venv ## Regenerate functions/openapi/openapi.json from the handlers' routers and models
 	@PYTHONPATH=.:layers/qpay_common $(PY) -m local.openapi_document
@@ -204,4 +213,4 @@ deploy: build ## Deploy to AWS after make build: make deploy [ENV=dev|prod] (gui
 	@touch $(DEPLOYED)
 
 clean: ## Remove installed environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules $(STAMPS) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules $(STAMPS) .aws-sam .bench .iam-usage .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,9 @@ It reproduces what a client and a handler notice of API Gateway HTTP API:
 - the payload 2.0 event (lower-cased headers, comma-joined duplicates, cookies, base64 bodies
   for non-text content types, requestContext with the JWT claims as strings);
 - the response mapping of payload 2.0, including the "no statusCode" shortcut;
-- CORS as the API's CorsConfiguration says: preflights answered by the gateway, allowed origins
-  echoed on responses;
+- CORS as the API's CorsConfiguration says: a preflight goes to the route that matches it (an
+  explicit OPTIONS route or an ANY one, whose function answers) and is answered by the gateway only
+  when none does; for an allowed origin the configured headers replace the function's own;
 - the gateway's own errors: 413 over 10 MB, 500 when the function fails, 503 when the
   integration times out, 429 when the function is throttled (at its concurrency limit), and
   JSON (never HTML) for requests too malformed to route.
@@ -337,12 +338,16 @@ class FrontDoor:
         request_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode().rstrip("=")
         cors = self.template.cors
         origin = request.header("origin")
-        if (
-            cors is not None
-            and request.method == "OPTIONS"
-            and request.header("access-control-request-method")
-        ):
-            # API Gateway answers CORS preflight itself, before routes and authorizers.
+        preflight = request.method == "OPTIONS" and bool(request.header("access-control-request-method"))
+        path = urlsplit(request.target).path or "/"
+        # API Gateway's "Configure CORS for HTTP APIs": "If you configure CORS for an API, API
+        # Gateway automatically sends a response to preflight OPTIONS requests, even if there
+        # isn't an OPTIONS route configured for your API. For a CORS request, API Gateway adds the
+        # configured CORS headers to the response from an integration." and "API Gateway ignores
+        # CORS headers returned from your backend integration." So a preflight that a route
+        # matches (OPTIONS, ANY, $default) goes through that route, its authorizer and function;
+        # only one no route matches is the gateway's own 204.
+        if cors is not None and preflight and self.router.match("OPTIONS", path) is None:
             response = HttpResponse(204, _preflight_headers(cors, origin))
         else:
             response = self._handle(request, request_id)
@@ -352,7 +357,8 @@ class FrontDoor:
                     for name, value in response.headers
                     if not name.lower().startswith("access-control-")
                 ]
-                response.headers.extend(_cors_headers(cors, origin))
+                added = _preflight_headers(cors, origin) if preflight else _cors_headers(cors, origin)
+                response.headers.extend(added)
         response.headers.append(("Apigw-Requestid", request_id))
         return response
 

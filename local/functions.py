@@ -29,13 +29,15 @@ import logging
 import math
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,12 @@ DEFAULT_CONCURRENCY = 32
 DEFAULT_IDLE_SECONDS = 300.0
 # Lambda gives on-demand init 10 s of its own; past that, init is retried inside the invocation.
 INIT_TIMEOUT_S = 10.0
+# SnapStart: the runtime must be restored and its after-restore hooks done within 10 s.
+RESTORE_TIMEOUT_S = 10.0
 _REAP_INTERVAL_S = 1.0
 _STOP_GRACE_S = 2.0
 _ASYNC_RETRY_MAX_S = 2.0
+_OFF_VALUES = {"off", "false", "0", "no", "disabled"}
 
 
 class Throttled(Exception):
@@ -72,13 +77,24 @@ class Throttled(Exception):
 class RuntimeSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     idle_seconds: float = DEFAULT_IDLE_SECONDS
+    # Each function's AWS calls checked against its IAM policy (LOCAL_IAM=off: not checked).
+    iam: bool = True
+    # Where the calls each function made are written when the runtime stops (make iam-unused).
+    iam_usage_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if env is None else env
         concurrency = _positive(env, "LOCAL_LAMBDA_CONCURRENCY", DEFAULT_CONCURRENCY, int)
         idle_seconds = _positive(env, "LOCAL_LAMBDA_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, float)
-        return cls(concurrency=int(concurrency), idle_seconds=float(idle_seconds))
+        iam = env.get("LOCAL_IAM", "on").strip().lower() not in _OFF_VALUES
+        usage_dir = env.get("LOCAL_IAM_USAGE_DIR", "").strip()
+        return cls(
+            concurrency=int(concurrency),
+            idle_seconds=float(idle_seconds),
+            iam=iam,
+            iam_usage_dir=Path(usage_dir) if usage_dir else None,
+        )
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float]) -> float:
@@ -103,6 +119,12 @@ class InvocationResult:
     error: dict[str, Any] | None = None
     timed_out: bool = False
     init_duration_ms: float | None = None
+    restore_duration_ms: float | None = None
+    # With IAM checked: the (action, resource) pairs the invocation was allowed and refused, and
+    # how many SDK clients it built.
+    aws_calls: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    clients_created: int | None = None
 
     @property
     def failed(self) -> bool:
@@ -110,7 +132,7 @@ class InvocationResult:
 
     @property
     def cold_start(self) -> bool:
-        return self.init_duration_ms is not None
+        return self.init_duration_ms is not None or self.restore_duration_ms is not None
 
     def error_payload(self) -> dict[str, Any]:
         """The body Lambda returns for a failed invocation (Python runtime format)."""
@@ -142,7 +164,7 @@ def lambda_environment(function: FunctionSpec) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.logical_id}",
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if function.snap_start else "on-demand",
         "LAMBDA_TASK_ROOT": str(function.code_uri),
         "_HANDLER": function.handler,
         "TZ": ":UTC",
@@ -152,12 +174,24 @@ def lambda_environment(function: FunctionSpec) -> dict[str, str]:
 class ExecutionEnvironment:
     """One worker process serving one function, one invocation at a time."""
 
-    def __init__(self, function: FunctionSpec, layer_paths: list[Path], environment: dict[str, str]):
+    def __init__(
+        self,
+        function: FunctionSpec,
+        layer_paths: list[Path],
+        environment: dict[str, str],
+        *,
+        check_iam: bool = True,
+    ):
         self.function = function
         self.layer_paths = layer_paths
         self.environment = environment
+        self.check_iam = check_iam and function.policy is not None
+        # What the worker reported with its last answer (IAM: calls, refusals, clients built).
+        self.last_report: dict[str, Any] = {}
         self.invocations = 0
         self.init_ms: float | None = None
+        # SnapStart: how long this environment took to start from the snapshot.
+        self.restore_ms: float | None = None
         self.last_used = time.monotonic()
         self._process: subprocess.Popen[bytes] | None = None
         self._requests: Any = None
@@ -170,18 +204,14 @@ class ExecutionEnvironment:
     def is_alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> None:
-        request_read, request_write = os.pipe()
-        response_read, response_write = os.pipe()
+    def command(self, channel: list[str]) -> list[str]:
+        """The worker's command line; `channel` says how it talks to the runtime."""
         command = [
             sys.executable,
             "-I",
             "-u",
             str(WORKER_SCRIPT),
-            "--request-fd",
-            str(request_read),
-            "--response-fd",
-            str(response_write),
+            *channel,
             "--parent-pid",
             str(os.getpid()),
             "--function-arn",
@@ -193,6 +223,14 @@ class ExecutionEnvironment:
         ]
         for layer in self.layer_paths:
             command += ["--layer", str(layer)]
+        if self.check_iam and self.function.policy is not None:
+            command += ["--iam-policy", self.function.policy.to_json()]
+        return command
+
+    def start(self) -> None:
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
+        command = self.command(["--request-fd", str(request_read), "--response-fd", str(response_write)])
         try:
             # Its own session: the terminal's Ctrl-C reaches the stack, which stops the workers.
             self._process = subprocess.Popen(
@@ -205,11 +243,14 @@ class ExecutionEnvironment:
         finally:
             os.close(request_read)
             os.close(response_write)
+        self._connect(request_write, response_read)
+
+    def _connect(self, request_write: int, response_read: int) -> None:
         self._requests = os.fdopen(request_write, "wb")
         threading.Thread(
             target=self._read_messages,
             args=(os.fdopen(response_read, "rb"),),
-            name=f"{self.function.logical_id}-env-{self._process.pid}",
+            name=f"{self.function.logical_id}-env-{self.pid}",
             daemon=True,
         ).start()
 
@@ -270,7 +311,7 @@ class ExecutionEnvironment:
         try:
             self._requests.write(json.dumps(request).encode() + b"\n")
             self._requests.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # a broken pipe, or one already closed
             raise _EnvironmentFailed(self._exit_error(request_id)) from None
         message = self._next_message(timeout_s)
         if message is None:
@@ -278,6 +319,7 @@ class ExecutionEnvironment:
             raise _EnvironmentFailed({}, timed_out=True)
         if message is _EXITED:
             raise _EnvironmentFailed(self._exit_error(request_id))
+        self.last_report = message.get("iam") or {}
         if message.get("type") == "error":
             raise _EnvironmentFailed(message["error"])
         return message.get("value")
@@ -327,6 +369,200 @@ class ExecutionEnvironment:
         if self._requests is not None:
             with contextlib.suppress(OSError):
                 self._requests.close()
+
+
+class Snapshot:
+    """A SnapStart function's snapshot: one worker that initialised (imports, before-snapshot
+    hooks) and then forks an execution environment per request, each starting from that state.
+
+    As in Lambda, the snapshot is made once (here: on the function's first environment, a
+    prewarm included) and every later environment is restored from it rather than initialised.
+    The snapshot is made again only if its process dies (a fixed import is then picked up)."""
+
+    def __init__(self, make_process: Callable[[], ExecutionEnvironment]):
+        self.make_process = make_process
+        self.init_ms: float | None = None
+        self.forks = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._replies: queue.Queue[Any] = queue.Queue()
+        self._exits: dict[int, int] = {}
+        self._exited = threading.Condition()
+        self._lock = threading.Lock()
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _start(self, request_id: str) -> None:
+        spec = self.make_process()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = spec.command(["--snapshot-fd", str(theirs.fileno())])
+        started = time.monotonic()
+        try:
+            self._process = subprocess.Popen(
+                command,
+                env=spec.environment,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise _EnvironmentFailed(
+                {"errorType": "Runtime.Unknown", "errorMessage": f"cannot start a worker: {error}"}
+            ) from error
+        finally:
+            theirs.close()
+        self._control, self._replies, self.forks = ours, queue.Queue(), 0
+        threading.Thread(
+            target=self._read, args=(ours,), name=f"{spec.function.logical_id}-snapshot", daemon=True
+        ).start()
+        deadline = started + INIT_TIMEOUT_S + spec.function.timeout_s
+        try:
+            message = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.stop()
+            raise _EnvironmentFailed(
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out during init after "
+                    f"{time.monotonic() - started:.2f} seconds",
+                },
+                timed_out=True,
+            ) from None
+        if message is _EXITED or message.get("type") == "init_error":
+            self.stop()
+            error = message.get("error") if isinstance(message, dict) else None
+            raise _EnvironmentFailed(
+                {
+                    **(error or {"errorType": "Runtime.ExitError", "errorMessage": "the snapshot exited"}),
+                    "requestId": request_id,
+                }
+            )
+        self.init_ms = float(message["init_ms"])
+
+    def _read(self, control: socket.socket) -> None:
+        with control.makefile("rb") as replies:
+            for line in replies:
+                message = json.loads(line)
+                if message.get("type") == "exited":
+                    with self._exited:
+                        self._exits[int(message["pid"])] = int(message["status"])
+                        self._exited.notify_all()
+                else:
+                    self._replies.put(message)
+        self._replies.put(_EXITED)
+
+    def restore(self, request_id: str) -> tuple[int, int, int, bool]:
+        """A new environment: (pid, its request pipe, its response pipe, whether it is a restore
+        rather than the environment that initialised)."""
+        with self._lock:
+            if not self._alive():
+                self._start(request_id)
+            assert self._control is not None
+            restore = self.forks > 0
+            self.forks += 1
+            request_read, request_write = os.pipe()
+            response_read, response_write = os.pipe()
+            try:
+                socket.send_fds(
+                    self._control, [json.dumps({"restore": restore}).encode()], [request_read, response_write]
+                )
+            except OSError as error:
+                raise _EnvironmentFailed(
+                    {"errorType": "Runtime.Unknown", "errorMessage": f"snapshot gone: {error}"}
+                ) from error
+            finally:
+                os.close(request_read)
+                os.close(response_write)
+            try:
+                reply = self._replies.get(timeout=RESTORE_TIMEOUT_S)
+            except queue.Empty:
+                reply = _EXITED
+            if reply is _EXITED:
+                raise _EnvironmentFailed(
+                    {"errorType": "Runtime.ExitError", "errorMessage": "the snapshot exited"}
+                )
+            return int(reply["pid"]), request_write, response_read, restore
+
+    def exit_status(self, pid: int, timeout_s: float) -> int | None:
+        with self._exited:
+            self._exited.wait_for(lambda: pid in self._exits or not self._alive(), timeout_s)
+            return self._exits.get(pid)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.close()
+
+
+class RestoredEnvironment(ExecutionEnvironment):
+    """An execution environment of a SnapStart function: a fork of its snapshot."""
+
+    def __init__(self, snapshot: Snapshot):
+        spec = snapshot.make_process()
+        super().__init__(spec.function, spec.layer_paths, spec.environment, check_iam=spec.check_iam)
+        self.snapshot = snapshot
+        self._pid: int | None = None
+        self._killed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def is_alive(self) -> bool:
+        if self._pid is None or self._killed or self.snapshot.exit_status(self._pid, 0) is not None:
+            return False
+        try:
+            os.kill(self._pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def initialise(self, request_id: str) -> float:
+        started = time.monotonic()
+        self._pid, request_write, response_read, restore = self.snapshot.restore(request_id)
+        self._connect(request_write, response_read)
+        message = self._next_message(RESTORE_TIMEOUT_S)
+        if message is None or message is _EXITED or message.get("type") != "ready":
+            self.kill()
+            error = message.get("error") if isinstance(message, dict) else None
+            raise _EnvironmentFailed(
+                error
+                or {
+                    "errorType": "SnapStartTimeoutException" if message is None else "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {request_id} Error: the environment did not restore",
+                },
+                timed_out=message is None,
+            )
+        if restore:
+            self.restore_ms = (time.monotonic() - started) * 1000
+            return self.restore_ms
+        self.init_ms = self.snapshot.init_ms
+        return float(self.init_ms or 0.0)
+
+    def _exit_error(self, request_id: str) -> dict[str, Any]:
+        code = self.snapshot.exit_status(self._pid, _STOP_GRACE_S) if self._pid else None
+        status = "unknown" if code is None else f"signal: {-code}" if code < 0 else f"exit status {code}"
+        return {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {status}",
+        }
+
+    def kill(self) -> None:
+        if self._pid is not None and self.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            self.snapshot.exit_status(self._pid, _STOP_GRACE_S)
+        self._killed = True
+        self._close_requests()
+
+    def stop(self) -> None:
+        self._close_requests()
+        if self._pid is not None and self.snapshot.exit_status(self._pid, _STOP_GRACE_S) is None:
+            self.kill()
 
 
 class FunctionPool:
@@ -440,6 +676,7 @@ class FunctionRuntime:
         self.settings = settings or RuntimeSettings.from_env()
         self.environment_for = environment_for
         layers = {layer.logical_id: layer.content_uri for layer in template.layers}
+        self._snapshots: list[Snapshot] = []
         self._pools: dict[str, FunctionPool] = {}
         for function_id, function in template.functions.items():
             layer_paths = self._layer_paths(function, layers)
@@ -451,6 +688,9 @@ class FunctionRuntime:
                 int(limit or 0),
                 reserved=reserved,
             )
+        # Every (action, resource) each function was allowed, for the unused-grants report.
+        self.iam_usage: dict[str, set[tuple[str, str]]] = {function_id: set() for function_id in self._pools}
+        self._usage_lock = threading.Lock()
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="lambda-env-reaper", daemon=True)
         self._reaper.start()
@@ -470,9 +710,20 @@ class FunctionRuntime:
     def _environment_factory(
         self, function: FunctionSpec, layer_paths: list[Path]
     ) -> Callable[[], ExecutionEnvironment]:
+        def environment() -> dict[str, str]:
+            return {**self.environment_for(function), **lambda_environment(function)}
+
+        if function.snap_start:
+            snapshot = Snapshot(
+                lambda: ExecutionEnvironment(
+                    function, layer_paths, environment(), check_iam=self.settings.iam
+                )
+            )
+            self._snapshots.append(snapshot)
+            return lambda: RestoredEnvironment(snapshot)
+
         def make() -> ExecutionEnvironment:
-            environment = {**self.environment_for(function), **lambda_environment(function)}
-            return ExecutionEnvironment(function, layer_paths, environment)
+            return ExecutionEnvironment(function, layer_paths, environment(), check_iam=self.settings.iam)
 
         return make
 
@@ -595,11 +846,19 @@ class FunctionRuntime:
                 return InvocationResult(function_id, request_id, 0.0, error=failure.error)
             pool.started(environment)
             logger.debug("%s new environment (pid %s), init %.1f ms", function_id, environment.pid, init_ms)
-        init_duration = environment.init_ms if environment.invocations == 0 else None
+        first = environment.invocations == 0
+        init_duration = environment.init_ms if first else None
+        restore_duration = environment.restore_ms if first else None
 
         logger.debug("%s START RequestId: %s Version: $LATEST", function_id, request_id)
         started = time.monotonic()
-        result = InvocationResult(function_id, request_id, 0.0, init_duration_ms=init_duration)
+        result = InvocationResult(
+            function_id,
+            request_id,
+            0.0,
+            init_duration_ms=init_duration,
+            restore_duration_ms=restore_duration,
+        )
         reusable = True
         try:
             result.value = environment.invoke(request_id, event, float(function.timeout_s), trace_id)
@@ -618,11 +877,45 @@ class FunctionRuntime:
                 result.error = failure.error
                 reusable = failure.error.get("errorType") != "Runtime.ExitError"
         result.duration_ms = (time.monotonic() - started) * 1000
+        self._record_calls(environment, result)
         if result.timed_out:
             result.duration_ms = function.timeout_s * 1000.0
         self._report(environment, result)
         pool.release(environment, reusable=reusable)
         return result
+
+    def _record_calls(self, environment: ExecutionEnvironment, result: InvocationResult) -> None:
+        report, environment.last_report = environment.last_report, {}
+        if not report:
+            return
+        result.aws_calls = [(str(action), str(resource)) for action, resource in report.get("used", [])]
+        result.refused = [(str(action), str(resource)) for action, resource in report.get("refused", [])]
+        result.clients_created = int(report.get("clients_created", 0))
+        with self._usage_lock:
+            self.iam_usage[result.function_id].update(result.aws_calls)
+        for action, resource in result.refused:
+            logger.warning(
+                "%s AccessDenied: %s on %s (its IAM policy in template.yaml does not allow it)",
+                result.function_id,
+                action,
+                resource,
+            )
+
+    def record_service_calls(self, function_id: str, calls: list[tuple[str, str]]) -> None:
+        """Calls Lambda makes with the function's role (an event source mapping's polling)."""
+        with self._usage_lock:
+            self.iam_usage[function_id].update(calls)
+
+    def write_iam_usage(self) -> Path | None:
+        folder = self.settings.iam_usage_dir
+        if folder is None or not self.settings.iam:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        with self._usage_lock:
+            usage = {name: sorted(calls) for name, calls in self.iam_usage.items()}
+        target.write_text(json.dumps({"template": str(self.template.path), "calls": usage}, indent=1))
+        return target
 
     @staticmethod
     def _report(environment: ExecutionEnvironment, result: InvocationResult) -> None:
@@ -638,6 +931,9 @@ class FunctionRuntime:
             parts.append(f"Max Memory Used: {memory} MB")
         if result.init_duration_ms is not None:
             parts.append(f"Init Duration: {result.init_duration_ms:.2f} ms")
+        if result.restore_duration_ms is not None:
+            parts.append(f"Restore Duration: {result.restore_duration_ms:.2f} ms")
+            parts.append(f"Billed Restore Duration: {math.ceil(result.restore_duration_ms)} ms")
         if result.timed_out:
             parts.append("Status: timeout")
         elif result.error is not None and result.error.get("errorType", "").startswith("Runtime."):
@@ -656,4 +952,7 @@ class FunctionRuntime:
         self._stopping.set()
         for pool in self._pools.values():
             pool.stop_all()
+        for snapshot in self._snapshots:
+            snapshot.stop()
         self._reaper.join(timeout=_STOP_GRACE_S)
+        self.write_iam_usage()

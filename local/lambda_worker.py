@@ -3,6 +3,15 @@ at a time. Started by local.functions; not meant to be run by hand.
 
     python -I -u local/lambda_worker.py --request-fd R --response-fd W --parent-pid P
         --function-arn ARN --handler app.lambda_handler --code-uri DIR [--layer DIR ...]
+        [--iam-policy JSON]
+
+With --snapshot-fd S instead of the two pipes, it is a SnapStart function's snapshot: it
+initialises and runs the before-snapshot hooks, then, for each request on the UNIX socket S
+(which carries the new environment's two pipe ends), forks an execution environment that starts
+from this initialised state, as Lambda resumes environments from a snapshot:
+
+    <- {"type": "ready", "init_ms": ...}   -> {"restore": true} + 2 fds   <- {"type": "forked", "pid": N}
+    <- {"type": "exited", "pid": N, "status": 0}   (each environment, when it ends)
 
 It speaks newline-delimited JSON over two pipes (the handler's own stdout and stderr stay free for
 its logs, as in Lambda where they go to CloudWatch):
@@ -11,6 +20,7 @@ its logs, as in Lambda where they go to CloudWatch):
     <- {"type": "init_error", "error": {...}}         the import failed (Runtime.ImportModuleError)
     -> {"type": "invoke", "request_id": "...", "event": ..., "remaining_ms": 29000}
     <- {"type": "result", "value": ...} | {"type": "error", "error": {...}}
+       (with --iam-policy, both carry "iam": the calls allowed and refused, the clients built)
 
 Only the standard library is imported before the handler, so `init_ms` is the handler's own
 import cost. sys.path is the function's code folder, then its layers (as /var/task and
@@ -23,8 +33,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
+import random
+import socket
 import sys
 import threading
 import time
@@ -101,25 +114,78 @@ def _set_path(code_uri: str, layers: list[str]) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lambda_worker")
-    parser.add_argument("--request-fd", type=int, required=True)
-    parser.add_argument("--response-fd", type=int, required=True)
+    parser.add_argument("--request-fd", type=int)
+    parser.add_argument("--response-fd", type=int)
+    # SnapStart: initialise, run the before-snapshot hooks, then fork environments on request.
+    parser.add_argument("--snapshot-fd", type=int)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--function-arn", required=True)
     parser.add_argument("--handler", required=True)
     parser.add_argument("--code-uri", required=True)
     parser.add_argument("--layer", action="append", default=[])
+    # The function's IAM policy (local/iam.py): its AWS calls are checked against it.
+    parser.add_argument("--iam-policy")
     return parser.parse_args(argv)
+
+
+def _iam_guard(policy_json: str | None) -> Any:
+    """Load local/iam.py by its path (the repository is not on the handler's path) and hook it
+    into botocore before the handler can build a client."""
+    if not policy_json:
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "_local_iam", os.path.join(os.path.dirname(__file__), "iam.py")
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError("local/iam.py is missing")
+    iam = importlib.util.module_from_spec(spec)
+    sys.modules["_local_iam"] = iam
+    spec.loader.exec_module(iam)
+    guard = iam.Guard(
+        iam.Policy.from_json(policy_json), log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    iam.install(guard)
+    return guard
+
+
+def _sender(stream: Any) -> Any:
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        with lock:
+            stream.write(json.dumps(message).encode() + b"\n")
+            stream.flush()
+
+    return send
+
+
+def _run_hooks(hooks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> None:
+    for function, args, kwargs in hooks:
+        function(*args, **kwargs)
+
+
+def _snapshot_hooks() -> tuple[list[Any], list[Any]]:
+    """The runtime hooks registered with snapshot_restore_py (part of Lambda's managed Python
+    runtime): before-snapshot ones run in the reverse order of registration, after-restore ones
+    in the order of registration (Lambda's "SnapStart runtime hooks for Python")."""
+    try:
+        import snapshot_restore_py
+    except ImportError:
+        return [], []
+    return list(reversed(snapshot_restore_py.get_before_snapshot())), list(
+        snapshot_restore_py.get_after_restore()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    requests_in = os.fdopen(args.request_fd, "rb")
-    responses_out = os.fdopen(args.response_fd, "wb")
-
-    def send(message: dict[str, Any]) -> None:
-        responses_out.write(json.dumps(message).encode() + b"\n")
-        responses_out.flush()
+    guard = _iam_guard(args.iam_policy)
+    if args.snapshot_fd is not None:
+        control = socket.socket(fileno=args.snapshot_fd)
+        send = _sender(control.makefile("wb"))
+    else:
+        send = _sender(os.fdopen(args.response_fd, "wb"))
 
     _set_path(args.code_uri, args.layer)
     # A missing code folder fails below as Lambda reports it: no module named 'app'.
@@ -128,26 +194,104 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         handler = _import_handler(args.handler)
+        if args.snapshot_fd is not None:
+            before_snapshot, _ = _snapshot_hooks()
+            _run_hooks(before_snapshot)
     except Exception as error:
         log_error(error, "Runtime.ImportModuleError")
         send({"type": "init_error", "error": error_document(error, "", "Runtime.ImportModuleError")})
         return 1
     send({"type": "ready", "init_ms": (time.perf_counter() - started) * 1000})
+    if args.snapshot_fd is not None:
+        return _keep_snapshot(control, send, handler, guard, args)
+    return _serve(os.fdopen(args.request_fd, "rb"), send, handler, guard, args.function_arn)
+
+
+def _keep_snapshot(
+    control: socket.socket, send: Any, handler: Any, guard: Any, args: argparse.Namespace
+) -> int:
+    """The snapshot: this initialised process forks an execution environment for each request of
+    the runtime, which passes the new environment's two pipe ends along (SCM_RIGHTS)."""
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                time.sleep(0.2)
+                continue
+            send({"type": "exited", "pid": pid, "status": os.waitstatus_to_exitcode(status)})
+
+    threading.Thread(target=reap, daemon=True).start()
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 4096, 2)
+        except OSError:
+            return 0
+        if not data:
+            return 0
+        request = json.loads(data)
+        # Python reseeds `random` in a forked child; a restored snapshot is not reseeded (every
+        # environment resumes with the same generator state), so the child gets that state back.
+        snapshot_random = random.getstate()
+        pid = os.fork()
+        if pid == 0:
+            random.setstate(snapshot_random)
+            # The environment keeps no hold on the runtime's socket to the snapshot.
+            with contextlib.suppress(OSError):
+                os.close(args.snapshot_fd)
+            os._exit(_restored(fds, handler, guard, args, restore=bool(request.get("restore"))))
+        for fd in fds:
+            os.close(fd)
+        send({"type": "forked", "pid": pid})
+
+
+def _restored(fds: list[int], handler: Any, guard: Any, args: argparse.Namespace, *, restore: bool) -> int:
+    """An environment started from the snapshot. The first one is the environment that
+    initialised (its REPORT carries the Init Duration); every later one is a restore: its
+    after-restore hooks run, and its REPORT carries the Restore Duration."""
+    snapshot_pid = os.getppid()
+    threading.Thread(target=_watch_parent, args=(snapshot_pid,), daemon=True).start()
+    os.environ["AWS_LAMBDA_LOG_STREAM_NAME"] = (
+        os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "").rsplit("]", 1)[0] + "]" + uuid.uuid4().hex
+    )
+    request_fd, response_fd = fds
+    send = _sender(os.fdopen(response_fd, "wb"))
+    if guard is not None:
+        guard.drain()
+    started = time.perf_counter()
+    if restore:
+        _, after_restore = _snapshot_hooks()
+        try:
+            _run_hooks(after_restore)
+        except Exception as error:
+            log_error(error, "Runtime.RestoreError")
+            send({"type": "init_error", "error": error_document(error, "", "Runtime.RestoreError")})
+            return 1
+        send({"type": "ready", "restore_ms": (time.perf_counter() - started) * 1000})
+    else:
+        send({"type": "ready", "init_ms": None})
+    return _serve(os.fdopen(request_fd, "rb"), send, handler, guard, args.function_arn)
+
+
+def _serve(requests_in: Any, send: Any, handler: Any, guard: Any, function_arn: str) -> int:
+    def report() -> dict[str, Any]:
+        return {"iam": guard.drain()} if guard is not None else {}
 
     for line in requests_in:
         message = json.loads(line)
         request_id = message.get("request_id") or str(uuid.uuid4())
         # Powertools and the X-Ray SDK read the trace header from here, as in Lambda.
         os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
-        context = LambdaContext(request_id, int(message.get("remaining_ms", 3000)), args.function_arn)
+        context = LambdaContext(request_id, int(message.get("remaining_ms", 3000)), function_arn)
         try:
             value = handler(message.get("event"), context)
         except Exception as error:
             log_error(error)
-            send({"type": "error", "error": error_document(error, request_id)})
+            send({"type": "error", "error": error_document(error, request_id), **report()})
             continue
         try:
-            send({"type": "result", "value": value})
+            send({"type": "result", "value": value, **report()})
         except (TypeError, ValueError) as error:
             marshal = {
                 "errorMessage": f"Unable to marshal response: {error}",
@@ -155,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 "requestId": request_id,
                 "stackTrace": [],
             }
-            send({"type": "error", "error": marshal})
+            send({"type": "error", "error": marshal, **report()})
     return 0
 
 

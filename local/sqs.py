@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.functions import FunctionRuntime
-from local.template import LOCAL_REGION, QueueSpec, SqsEventSource, Template
+from local.template import LOCAL_REGION, FunctionSpec, QueueSpec, SqsEventSource, Template
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,15 @@ RECEIVE_WAIT_S = 1
 SQS_MAX_BATCH = 10
 _OFF_VALUES = {"off", "false", "0", "no", "disabled"}
 _IDLE_PAUSE_S = 0.2
+# What an SQS event source mapping does with the function's role (AWS Lambda's "Execution role
+# permissions" for SQS: ReceiveMessage, DeleteMessage, GetQueueAttributes).
+POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+class EventSourceMappingRefused(Exception):
+    """Lambda would not create this event source mapping (the stack would not deploy)."""
+
+
 _ERROR_PAUSE_S = 1.0
 
 
@@ -300,7 +309,24 @@ class EventSourceMappings:
             if source.function_id not in template.functions:
                 logger.warning("event source %s targets a function not served locally", where)
                 continue
+            if runtime.settings.iam:
+                self._check_role(runtime, template.functions[source.function_id], queue)
             self.mappings.append(EventSourceMapping(source, queue, runtime, sqs_client_factory()))
+
+    @staticmethod
+    def _check_role(runtime: FunctionRuntime, function: FunctionSpec, queue: QueueSpec) -> None:
+        """Lambda polls with the function's role, and refuses to create the mapping when the
+        role cannot: CloudFormation's `Invalid request provided: The provided execution role does
+        not have permissions to call ReceiveMessage on SQS`."""
+        if function.policy is None:
+            return
+        for action in POLLER_ACTIONS:
+            if not function.policy.decide(action, queue.arn).allowed:
+                raise EventSourceMappingRefused(
+                    f"{function.logical_id} (SQS {queue.name}): The provided execution role does not "
+                    f"have permissions to call {action.split(':', 1)[1]} on SQS"
+                )
+        runtime.record_service_calls(function.logical_id, [(action, queue.arn) for action in POLLER_ACTIONS])
 
     def describe(self) -> list[str]:
         if not self.settings.enabled:

@@ -22,6 +22,9 @@ from typing import Any
 
 import yaml
 
+from local.iam import Policy
+from local.iam_policy import function_policy
+
 logger = logging.getLogger(__name__)
 
 LOCAL_STACK_NAME = "qpay-local"
@@ -451,6 +454,10 @@ class FunctionSpec:
     layers: tuple[str, ...] = ()
     # ReservedConcurrentExecutions: also the most environments the local runtime starts.
     reserved_concurrency: int | None = None
+    # The role's policy as SAM builds it (local/iam_policy.py); None for a role from elsewhere.
+    policy: Policy | None = None
+    # SnapStart on published versions: later environments are restored from the first one's.
+    snap_start: bool = False
 
     @property
     def arn(self) -> str:
@@ -734,6 +741,18 @@ class _TemplateReader:
                     None
                     if reserved is None or reserved is NO_VALUE
                     else _as_int(reserved, 0, f"{logical_id}.ReservedConcurrentExecutions")
+                ),
+                policy=function_policy(
+                    self.resolver,
+                    logical_id,
+                    raw_properties,
+                    stack_name=LOCAL_STACK_NAME,
+                    region=LOCAL_REGION,
+                    account=LOCAL_ACCOUNT_ID,
+                ),
+                snap_start=(
+                    (self.resolver.resolve(raw_properties.get("SnapStart")) or {}).get("ApplyOn")
+                    == "PublishedVersions"
                 ),
             )
             functions[logical_id] = (spec, raw_properties.get("Events") or {})

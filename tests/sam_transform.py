@@ -1,6 +1,6 @@
 """template.yaml as SAM deploys it, offline: run by .venv-sam's Python (SAM's translator pins a
 pydantic older than the layer's, so it is not in the dev venv). Prints the translated Resources
-as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}' [--loops-only]
+as JSON. Usage: .venv-sam/bin/python tests/sam_transform.py '{"Parameter": "value"}' [template] [--loops-only]
 
 CloudFormation runs the template's transforms in order: AWS::LanguageExtensions first (its
 Fn::ForEach loops), then SAM's. Offline, the loops are expanded by SAM CLI's own implementation
@@ -43,7 +43,9 @@ def expand_loops(template: dict, parameters: dict) -> dict:
 
 def main() -> None:
     parameters = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    template = expand_loops(load_yaml(ROOT / "template.yaml", expand=False), parameters)
+    paths = [argument for argument in sys.argv[2:] if not argument.startswith("--")]
+    template_path = Path(paths[0]) if paths else ROOT / "template.yaml"
+    template = expand_loops(load_yaml(template_path, expand=False), parameters)
     if "--loops-only" in sys.argv:
         json.dump(template, sys.stdout)
         return

@@ -75,7 +75,7 @@ class Stack:
         return read_events(self.moto, session_id=session_id)
 
 
-def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(extra_env: dict[str, str] | None = None, template: Path | None = None) -> Stack:
     ports = {name: free_port() for name in ("API", "INVOKE", "DYNAMODB", "MOTO", "SIMULATOR")}
     env = {**os.environ, **{f"LOCAL_{name}_PORT": str(port) for name, port in ports.items()}}
     # Not the checkout's .local/: a `make run` of the developer's own may be using it.
@@ -83,7 +83,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     env.update({"LOCAL_SCHEDULES": "off", "PYTHONUNBUFFERED": "1", "LOCAL_SAM_ENV_FILE": str(sam_env_file)})
     env.update(extra_env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.stack"],
+        [sys.executable, "-m", "local.stack", *(["--template", str(template)] if template else [])],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

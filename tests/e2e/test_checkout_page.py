@@ -595,3 +595,60 @@ def test_the_readme_snippet_embeds_the_component_in_a_shop_page(stack, open_page
     stack.pay(created["invoice_id"])
     context_page.wait_for_event("qpay:paid")
     assert "Payment received" in text(context_page, ".result")
+
+
+def test_a_shop_page_on_its_own_origin_creates_polls_and_cancels_a_payment_through_the_api(
+    stack, open_page, serve_html
+):
+    # Given the README snippet on a shop page of another origin, whose own script creates the
+    # payment (POST /payments with the shopper's JWT: a CORS preflight first, as for every call
+    # the component then makes)
+    script_line, element_line, token_line = readme_snippet().splitlines()
+    element = element_line.replace("https://API", stack.api).replace('"ps_…"', '"${created.session_id}"')
+    token_code = token_line.split(">", 1)[1].rsplit("</script>", 1)[0]
+    shop = serve_html(
+        SHOP_PORT,
+        f"""<!doctype html><html lang="en"><body><h1>Tea shop</h1>
+<script>function shopperJwt() {{ return "{stack.token()}"; }}</script>
+{script_line.replace("https://API", stack.api)}
+<script type="module">
+const response = await fetch("{stack.api}/payments", {{
+  method: "POST",
+  headers: {{"authorization": `Bearer ${{shopperJwt()}}`, "content-type": "application/json",
+             "idempotency-key": "cart-cross-origin"}},
+  body: JSON.stringify({{amount: 4200, description: "Cross-origin tea"}}),
+}});
+const created = await response.json();
+window.created = {{status: response.status, session_id: created.session_id}};
+document.body.insertAdjacentHTML("beforeend", `{element}`);
+{token_code}
+</script></body></html>""",
+    )
+
+    answered_by_function = len(function_reports(stack, "OpenApiFunction"))
+
+    # When the shopper waits for the QR code, then cancels
+    page = open_page(shop)
+    page.wait_for_status("PENDING")
+    created = page.page.evaluate("window.created")
+    session_id = created["session_id"]
+    page.page.locator("qpay-checkout .cancel").click()
+    page.page.locator("qpay-checkout .confirm-yes").click()
+    page.wait_for_event("qpay:cancelled")
+
+    # Then every call crossed origins: created (201), polled and cancelled in the API itself
+    assert created["status"] == 201
+    assert text(page, ".description") == "Cross-origin tea"
+    assert "cancelled" in text(page, ".result").lower()
+    assert len(page.cancel_requests(session_id)) == 1
+    assert api_status(stack, session_id) == "CANCELLED"
+    assert page.page_errors == []
+    # And each preflight went through the ANY route of its path (the function behind it answered,
+    # as in AWS) and got a 2xx
+    for path in ("/payments", f"/payments/{session_id}", f"/payments/{session_id}/cancel"):
+        assert f"OPTIONS {path} -> 204" in "\n".join(stack.output), path
+    assert len(function_reports(stack, "OpenApiFunction")) >= answered_by_function + 3
+
+
+def function_reports(stack, function_id):
+    return [line for line in stack.output if f"{function_id} REPORT RequestId:" in line]

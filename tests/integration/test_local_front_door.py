@@ -403,6 +403,43 @@ def test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway(cors_door
     assert cors_door.call_count() == 0
 
 
+def test_a_preflight_that_an_any_route_matches_is_answered_by_its_function_with_the_cors_headers(cors_door):
+    # Given /public, served by an ANY route (no authorizer)
+    preflight = [("Origin", SHOP), ("Access-Control-Request-Method", "GET")]
+
+    # When a browser sends its preflight there
+    response = cors_door.request("OPTIONS", "/public", preflight)
+
+    # Then the function answered it (its status, its routeKey), and the gateway put the
+    # configured preflight headers on that answer, as API Gateway does for an integration
+    headers = dict(response.headers)
+    assert cors_door.call_count() == 1
+    assert cors_door.calls.read_text().splitlines() == ["ANY /public"]
+    assert response.status == 201
+    assert headers["Access-Control-Allow-Origin"] == SHOP
+    assert headers["Access-Control-Allow-Methods"] == "GET,POST"
+    assert headers["Access-Control-Allow-Headers"] == "authorization,content-type"
+
+
+def test_a_preflight_that_a_secured_route_matches_meets_its_authorizer(tmp_path):
+    # Given an ANY route behind the JWT authorizer (the trap of an ANY /{proxy+} with auth)
+    template = CORS_TEMPLATE + (
+        "        Secured: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /secured, Method: ANY}}\n"
+    )
+    opened = Door(tmp_path, template)
+    try:
+        # When a browser preflights it (browsers never send credentials on a preflight)
+        response = opened.request(
+            "OPTIONS", "/secured", [("Origin", SHOP), ("Access-Control-Request-Method", "GET")]
+        )
+    finally:
+        opened.runtime.stop()
+
+    # Then the authorizer refuses it before any function runs, and the browser's call fails
+    assert response.status == 401
+    assert opened.call_count() == 0
+
+
 def test_a_preflight_from_another_origin_gets_no_cors_headers(cors_door):
     response = cors_door.request(
         "OPTIONS", "/things", [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]

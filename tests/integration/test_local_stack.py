@@ -70,6 +70,10 @@ Resources:
     Properties:
       CodeUri: stackfns/items/
       Handler: app.lambda_handler
+      # As in AWS, the function may call only what its role allows (the local stack checks it).
+      Policies:
+        - DynamoDBCrudPolicy: {TableName: !Ref ItemsTable}
+        - EventBridgePutEventsPolicy: {EventBusName: !Ref ItemsBus}
       Events:
         Create: {Type: HttpApi, Properties: {Path: /items, Method: POST}}
   TickFunction:

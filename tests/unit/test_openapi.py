@@ -117,6 +117,33 @@ def test_an_unserved_method_on_an_api_path_is_405_with_allow():
     assert json.loads(response["body"])["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.parametrize(
+    ("path", "route", "allowed"),
+    [
+        ("/payments", "/payments", "GET, POST"),
+        ("/payments/ps_x", "/payments/{session_id}", "GET"),
+        ("/payments/ps_x/cancel", "/payments/{session_id}/cancel", "POST"),
+        ("/admin/payments/ps_x/refund", "/admin/payments/{session_id}/refund", "POST"),
+    ],
+)
+def test_options_through_an_any_route_is_204_with_allow_so_a_cors_preflight_succeeds(path, route, allowed):
+    from functions.openapi import app
+
+    # Given a browser's preflight, which API Gateway routes to the ANY route of its path
+    event = sample_event("openapi")
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"ANY {route}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = "OPTIONS"
+    event["headers"].update({"origin": "https://shop.example", "access-control-request-method": "GET"})
+
+    response = app.lambda_handler(event, LambdaContext())
+
+    # Then it is a 2xx (a preflight needs one) naming what the path serves, with no body
+    assert response["statusCode"] == 204
+    assert response["headers"]["Allow"] == allowed
+    assert not response.get("body")
+
+
 def test_error_answers_are_documented_in_the_contract_shape_and_422_is_not():
     paths = openapi_schema()["paths"]
     create = paths["/payments"]["post"]["responses"]

@@ -817,15 +817,20 @@ print(len(opened))
         assert all(pause >= 0 for pause in pauses)
 
 
-def sam_transform(parameters=None):
-    """template.yaml as SAM would deploy it: SAM's own translator, offline, in .venv-sam (it pins
-    a pydantic older than the layer's), through tests/sam_transform.py."""
+def sam_transform(parameters=None, template=None):
+    """template.yaml (or `template`) as SAM would deploy it: SAM's own translator, offline, in
+    .venv-sam (it pins a pydantic older than the layer's), through tests/sam_transform.py."""
     import subprocess
 
     python = ROOT / ".venv-sam" / "bin" / "python"
     assert python.exists(), "SAM's venv is missing: run `make install` (make unit installs it)"
     result = subprocess.run(
-        [str(python), str(ROOT / "tests" / "sam_transform.py"), json.dumps(parameters or {})],
+        [
+            str(python),
+            str(ROOT / "tests" / "sam_transform.py"),
+            json.dumps(parameters or {}),
+            *([str(template)] if template else []),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

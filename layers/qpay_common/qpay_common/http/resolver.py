@@ -2,11 +2,12 @@
 64 KB body limit, hostile bodies refused before parsing, and the caller's identity from the JWT
 authorizer. Every guard against what a client sends lives here, not in a handler."""
 
+import inspect
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, cast
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Router
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
@@ -19,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from qpay_common import composition, snapstart
 from qpay_common.domain.errors import ConfigurationError, Forbidden, PaymentError, Unauthorized
 from qpay_common.domain.session import SESSION_ID_PATTERN
 from qpay_common.http.error_responses import error_body, lambda_error_response, status_for, validation_details
@@ -108,7 +110,10 @@ def build_resolver(
 
     `allowed_methods` maps a route path (`/payments/{session_id}`) to the methods the API serves
     there: a request the gateway routed here (an `ANY` route) with another method is then a 405
-    with `Allow`, as RFC 9110 asks, instead of a 404."""
+    with `Allow`, as RFC 9110 asks, instead of a 404. OPTIONS is the exception: an `ANY` route
+    receives the browsers' CORS preflights too (API Gateway routes a preflight that a route
+    matches to it, and adds the CorsConfiguration's headers to the answer), and a preflight needs
+    a 2xx, so OPTIONS is answered 204 with the same `Allow` (RFC 9110 section 9.3.7)."""
     app = PaymentsResolver()
     for router in routers:
         app.include_router(router)
@@ -152,6 +157,8 @@ def build_resolver(
         event = app.current_event
         route_path = (event.route_key or "").partition(" ")[2]
         allowed = list(allowed_methods(route_path)) if allowed_methods and route_path else []
+        if allowed and event.request_context.http.method == "OPTIONS":
+            return Response(status_code=int(HTTPStatus.NO_CONTENT), headers={"Allow": ", ".join(allowed)})
         if allowed:
             return Response(
                 status_code=int(HTTPStatus.METHOD_NOT_ALLOWED),
@@ -166,12 +173,28 @@ def build_resolver(
 
 def http_handler(*routers: Router) -> LambdaHandler:
     """The Lambda entry point of an HTTP function: its routers behind one resolver, with the
-    shared logging context and metrics flushing."""
+    shared logging context and metrics flushing, and its SnapStart hooks (snapstart.py), which
+    build the use cases its routes depend on before the snapshot."""
     app = build_resolver(*routers)
+    snapstart.register(composition_dependencies(*routers))
     lambda_handler = lambda_entry(app.resolve)
     # Tests reach the resolver to override a use case: `resolver.dependency_overrides[...]`.
     lambda_handler.resolver = app  # type: ignore[attr-defined]
     return lambda_handler
+
+
+def composition_dependencies(*routers: Router) -> list[Callable[[], object]]:
+    """The composition functions the routes take with `Depends(...)`, once each, in route order."""
+    found: list[Callable[[], object]] = []
+    for router in routers:
+        for route in router._routes.values():
+            for parameter in inspect.signature(route).parameters.values():
+                for marker in getattr(parameter.annotation, "__metadata__", ()):
+                    dependency = marker.dependency if isinstance(marker, Depends) else None
+                    ours = getattr(dependency, "__module__", None) == composition.__name__
+                    if dependency is not None and ours and dependency not in found:
+                        found.append(dependency)
+    return found
 
 
 def caller_user_id(app: BaseRouter) -> str:
