@@ -412,9 +412,14 @@ class Snapshot:
             ) from error
         finally:
             theirs.close()
+        # Each snapshot process gets its own reply queue: the reader of a snapshot that died may
+        # still be draining, and its end-of-stream must not reach the snapshot made after it.
         self._control, self._replies, self.forks = ours, queue.Queue(), 0
         threading.Thread(
-            target=self._read, args=(ours,), name=f"{spec.function.logical_id}-snapshot", daemon=True
+            target=self._read,
+            args=(ours, self._replies),
+            name=f"{spec.function.logical_id}-snapshot",
+            daemon=True,
         ).start()
         deadline = started + INIT_TIMEOUT_S + spec.function.timeout_s
         try:
@@ -440,17 +445,17 @@ class Snapshot:
             )
         self.init_ms = float(message["init_ms"])
 
-    def _read(self, control: socket.socket) -> None:
-        with control.makefile("rb") as replies:
-            for line in replies:
+    def _read(self, control: socket.socket, replies: queue.Queue[Any]) -> None:
+        with control.makefile("rb") as lines:
+            for line in lines:
                 message = json.loads(line)
                 if message.get("type") == "exited":
                     with self._exited:
                         self._exits[int(message["pid"])] = int(message["status"])
                         self._exited.notify_all()
                 else:
-                    self._replies.put(message)
-        self._replies.put(_EXITED)
+                    replies.put(message)
+        replies.put(_EXITED)
 
     def restore(self, request_id: str) -> tuple[int, int, int, bool]:
         """A new environment: (pid, its request pipe, its response pipe, whether it is a restore
