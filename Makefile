@@ -15,6 +15,9 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 # sam validate needs a region even offline; SAM telemetry would try the network.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
+# template.yaml's Fn::ForEach loops (AWS::LanguageExtensions): SAM CLI expands them locally only
+# when asked; without this `sam build` and `sam deploy` stop at "'list' object has no attribute 'get'".
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 USER ?= alice
 SCOPES ?=
 
@@ -198,10 +201,11 @@ bench: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Benchmarks (<= 10 min): co
 # with python3.13 here). The build ships them compiled for the runtime's Python, as unchecked-hash
 # .pyc files, which stay valid whatever modification times the deployment zip keeps.
 BUILD_PYTHON_VERSIONS = $$(pyenv version-name 2>/dev/null | head -1):3.13.0
+BUILD_DIR ?= .aws-sam/build
 build: $(STAMPS)/sam ## sam build (python3.13 on arm64; needs python3.13 on PATH, e.g. via pyenv), bytecode compiled
-	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" $(SAM) build
+	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" $(SAM) build --build-dir "$(BUILD_DIR)"
 	@PYENV_VERSION="$(BUILD_PYTHON_VERSIONS)" python3.13 -m compileall -q -f -j 0 \
-	  --invalidation-mode unchecked-hash .aws-sam/build
+	  --invalidation-mode unchecked-hash "$(BUILD_DIR)"
 
 # The first deploy of an environment is guided (SAM asks for what samconfig.toml does not hold
 # and writes the answers there); later ones deploy the saved configuration.
@@ -209,7 +213,7 @@ ENV ?= dev
 DEPLOYED := .local/deployed-$(ENV)
 deploy: build ## Deploy to AWS after make build: make deploy [ENV=dev|prod] (guided the first time; GUIDED=1 to ask again)
 	@mkdir -p $(dir $(DEPLOYED))
-	$(SAM) deploy $(if $(GUIDED)$(if $(wildcard $(DEPLOYED)),,first),--guided )--config-env $(ENV)
+	$(SAM) deploy $(if $(GUIDED)$(if $(wildcard $(DEPLOYED)),,first),--guided )--config-env $(ENV) --template-file "$(BUILD_DIR)/template.yaml"
 	@touch $(DEPLOYED)
 
 clean: ## Remove installed environments and build output
