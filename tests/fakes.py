@@ -139,12 +139,12 @@ class InMemorySessions(SessionStore):
         after: Position | None,
         limit: int,
     ) -> tuple[list[PaymentSession], Position | None]:
-        attribute = "status" if stream.index == "by_status" else "user_id"
+        attribute = stream.partition_attribute
         selected = sorted(
             (
                 item
                 for item in self.items.values()
-                if item[attribute] == stream.partition
+                if item.get(attribute) == stream.partition
                 and (created_from is None or item["created_at"] >= created_from)
                 and (created_to is None or item["created_at"] <= created_to)
                 and (after is None or (item["created_at"], item["session_id"]) < after)
@@ -155,8 +155,8 @@ class InMemorySessions(SessionStore):
         self.index_reads += 1
         page = selected[:limit]
         following = (page[-1]["created_at"], page[-1]["session_id"]) if len(selected) > limit else None
-        wanted = {stream.status.value} if stream.status else {s.value for s in PaymentStatus} - {"CREATING"}
-        return [PaymentSession.model_validate(item) for item in page if item["status"] in wanted], following
+        sessions = [PaymentSession.model_validate(item) for item in page]
+        return [session for session in sessions if stream.selects(session)], following
 
     def due_page(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
@@ -246,6 +246,8 @@ class FakeQPay:
         self.payment_types: dict[str, str] = {}
         self.calls: list[str] = []
         self.fail_next: dict[str, Exception] = {}
+        # Every call of these fails with this error until the entry is removed: an outage.
+        self.down: dict[str, Exception] = {}
         self.receipts: list[dict[str, Any]] = []
         self.receipt_status: dict[str, str] = {}
         # Run while a call is in flight (before QPay answers it): races in one thread.
@@ -257,6 +259,8 @@ class FakeQPay:
             self.during.pop(name)()
         if name in self.fail_next:
             raise self.fail_next.pop(name)
+        if name in self.down:
+            raise self.down[name]
 
     def create_invoice(self, request: Any) -> Invoice:
         self._call("create_invoice")
@@ -319,8 +323,15 @@ class FakeQPay:
         self._call("create_ebarimt")
         self.receipts.append(payload)
         self.receipt_status[payload["payment_id"]] = "REGISTERED"
+        number = len(self.receipts)
         return EbarimtReceipt(
-            id=f"receipt-{len(self.receipts)}", ebarimt_receipt_id=f"{len(self.receipts):033d}"
+            id=f"receipt-{number}",
+            ebarimt_receipt_id=f"{number:033d}",
+            ebarimt_lottery=f"AB {number:08d}",
+            ebarimt_qr_data=f"{number:096d}",
+            vat_amount="909.09",
+            city_tax_amount="0.00",
+            answer={"id": f"receipt-{number}", "barimt_status": "REGISTERED"},
         )
 
     def cancel_ebarimt(self, payment_id: str) -> EbarimtReceipt:

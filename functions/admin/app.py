@@ -1,30 +1,37 @@
 """/admin/...: the operators' API (scope payments/admin): list and inspect sessions beside QPay's
-live view, reconcile one now, publish PaymentCompleted again, refund a card payment, summarise."""
+live view, reconcile one now, publish PaymentCompleted again, refund a card payment, queue an
+Ebarimt receipt again, summarise."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Depends
+from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from qpay_common import composition
 from qpay_common.http.admin_models import (
+    EBARIMT_STATUS_PATTERN,
     STATUS_PATTERN,
+    AdminEbarimtView,
     AdminPaymentDetail,
     AdminPaymentItem,
     AdminPaymentList,
     AdminSessionView,
     AdminSummaryView,
+    EbarimtRequeueRequest,
+    EbarimtRequeueResult,
     EndMoment,
     RefundRequest,
     RepublishResult,
     StartMoment,
+    listed_ebarimt_status,
     listed_status,
 )
 from qpay_common.http.api_models import error_responses
 from qpay_common.http.resolver import ADMIN_SCOPE, caller_admin_id, http_handler, public_base_url
 from qpay_common.usecases.admin import AdminOperations
 from qpay_common.usecases.admin_reports import AdminReports
+from qpay_common.usecases.ebarimt import EbarimtService
 from qpay_common.usecases.refunds import Refunds
 
 router = Router()
@@ -49,8 +56,9 @@ def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
 @router.get(
     "/admin/payments",
     summary="List payments (operators)",
-    description=SCOPE_NOTE + "Newest first, by status, user and creation time (`from`/`to`, ISO 8601, "
-    "inclusive; a date means the whole day in UTC); cursor-paged; read from an index, never a Scan.",
+    description=SCOPE_NOTE + "Newest first, by status, Ebarimt receipt status, user and creation time "
+    "(`from`/`to`, ISO 8601, inclusive; a date means the whole day in UTC); cursor-paged; read from "
+    "an index, never a Scan.",
     security=SECURITY,
     responses={**_ok(AdminPaymentList, "A page of sessions"), **error_responses(400, 401, 403, 500)},
 )
@@ -58,6 +66,7 @@ def list_admin_payments(
     actor: Operator,
     reports: Annotated[AdminReports, Depends(composition.admin_reports)],
     status: Annotated[str | None, Query(pattern=STATUS_PATTERN)] = None,
+    ebarimt_status: Annotated[str | None, Query(pattern=EBARIMT_STATUS_PATTERN)] = None,
     created_from: Annotated[StartMoment | None, Query(alias="from")] = None,
     created_to: Annotated[EndMoment | None, Query(alias="to")] = None,
     user_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
@@ -67,6 +76,7 @@ def list_admin_payments(
     sessions, next_cursor = reports.list_payments(
         actor,
         status=listed_status(status),
+        ebarimt_status=listed_ebarimt_status(ebarimt_status),
         user_id=user_id,
         created_from=created_from,
         created_to=created_to,
@@ -161,6 +171,39 @@ def refund_payment(
         callback_base_url=public_base_url(router, composition.settings().public_base_url),
     )
     return AdminSessionView.from_session(session)
+
+
+@router.post(
+    "/admin/payments/<session_id>/ebarimt",
+    summary="Queue an Ebarimt receipt again (operators)",
+    description=SCOPE_NOTE + "For a PROCESSED session whose receipt is ERROR, REJECTED or GAVE_UP: "
+    "PENDING again, due at the Ebarimt job's next run (every 2 minutes), with a fresh retry window. "
+    "The optional body replaces this session's receiver type, receiver (never shown again), "
+    "district or classification code. 409 EBARIMT_ALREADY_REGISTERED if it is registered, 409 "
+    "EBARIMT_NOT_REQUEUEABLE in any other state, 409 EBARIMT_DISABLED if Ebarimt is off.",
+    security=SECURITY,
+    responses={
+        202: {
+            "description": "Queued; the receipt state as stored now",
+            "content": {"application/json": {"model": EbarimtRequeueResult}},
+        },
+        **error_responses(400, 401, 403, 404, 409, 413, 415, 500),
+    },
+)
+def requeue_ebarimt(
+    actor: Operator,
+    session_id: SessionId,
+    ebarimt: Annotated[EbarimtService, Depends(composition.ebarimt)],
+    request: Annotated[EbarimtRequeueRequest | None, Body()] = None,
+) -> Response[EbarimtRequeueResult]:
+    overrides = request.model_dump(exclude_none=True) if request is not None else None
+    session = ebarimt.requeue(actor, session_id, overrides)
+    result = EbarimtRequeueResult(
+        session_id=session.session_id, ebarimt=AdminEbarimtView.from_session(session)
+    )
+    return Response(
+        status_code=202, content_type=content_types.APPLICATION_JSON, body=result.model_dump(mode="json")
+    )
 
 
 @router.get(

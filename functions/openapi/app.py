@@ -70,6 +70,7 @@ SCOPED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("post", "/admin/payments/{session_id}/reconcile"),
         ("post", "/admin/payments/{session_id}/republish"),
         ("post", "/admin/payments/{session_id}/refund"),
+        ("post", "/admin/payments/{session_id}/ebarimt"),
         ("get", "/admin/summary"),
     }
 )

@@ -932,6 +932,9 @@ class SimulatorState:
             # What the merchant asked for (never the receiver: personal data).
             "ebarimt_receiver_type": receipt.receiver_type if receipt else None,
             "ebarimt_district_code": receipt.district_code if receipt else None,
+            # What the shopper is shown: a test compares them with the merchant's record.
+            "ebarimt_lottery": receipt.lottery if receipt else None,
+            "ebarimt_qr_data": receipt.qr_data if receipt else None,
         }
 
     def list_invoices(self, limit: int = 100) -> dict[str, Any]:

@@ -19,6 +19,7 @@ ROUTES = [
     ("POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/reconcile", None),
     ("POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/republish", None),
     ("POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/refund", {"note": "x"}),
+    ("POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/ebarimt", None),
     ("GET", "/admin/summary", None),
 ]
 
@@ -348,6 +349,106 @@ class TestRefundAndReceipt:
 
         assert composition.scheduled_jobs().ebarimt(120).outcomes == {"cancelled": 1}
         assert sim.invoice(session["invoice_id"])["payments"][0]["ebarimt"] == "CANCELED"
+
+
+class TestEbarimtRequeue:
+    def rejected(self, sim):
+        """A fulfilled session whose receipt QPay refused for good (a receiver type it rejects)."""
+        session = processed(sim, "CARD")
+        sim.faults(
+            {"path": "/v2/ebarimt_v3/create", "status": 400, "error": "INVALID_RECEIVER_TYPE", "times": 1}
+        )
+        assert composition.scheduled_jobs().ebarimt(120).outcomes == {"rejected": 1}
+        return session
+
+    def test_a_rejected_receipt_requeued_with_a_company_registers_on_the_next_run(self, ebarimt_on, sim):
+        session = self.rejected(sim)
+
+        status, answer = admin(
+            "POST",
+            f"/admin/payments/{session['session_id']}/ebarimt",
+            body={"receiver_type": "COMPANY", "receiver": "5317878", "district_code": "2301"},
+        )
+
+        assert status == 202, answer
+        receipt = answer["ebarimt"]
+        assert (receipt["status"], receipt["attempts"], receipt["last_error"]) == ("PENDING", 0, None)
+        assert (receipt["receiver_type"], receipt["district_code"]) == ("COMPANY", "2301")
+        assert "5317878" not in json.dumps(answer)  # the receiver is stored, never shown
+        assert composition.scheduled_jobs().ebarimt(120).outcomes == {"registered": 1}
+        [payment] = sim.invoice(session["invoice_id"])["payments"]
+        assert (payment["ebarimt"], payment["ebarimt_receiver_type"]) == ("REGISTERED", "COMPANY")
+        _, view = admin("GET", f"/admin/payments/{session['session_id']}")
+        assert view["session"]["ebarimt"]["lottery"] == payment["ebarimt_lottery"]
+        assert view["session"]["ebarimt"]["registered_at"]
+
+    def test_no_body_requeues_with_the_sessions_own_data(self, ebarimt_on, sim):
+        session = self.rejected(sim)
+
+        status, answer = admin("POST", f"/admin/payments/{session['session_id']}/ebarimt")
+
+        assert (status, answer["ebarimt"]["status"]) == (202, "PENDING")
+        assert composition.scheduled_jobs().ebarimt(120).outcomes == {"registered": 1}
+
+    def test_a_registered_receipt_is_409_and_qpay_is_not_asked_again(self, ebarimt_on, sim):
+        session = processed(sim, "CARD")
+        composition.scheduled_jobs().ebarimt(120)
+
+        status, answer = admin("POST", f"/admin/payments/{session['session_id']}/ebarimt")
+
+        assert (status, answer["error"]["code"]) == (409, "EBARIMT_ALREADY_REGISTERED")
+        assert composition.scheduled_jobs().ebarimt(120).due == 0
+        assert sim.calls("POST /v2/ebarimt_v3/create") == 1
+
+    def test_a_receipt_still_pending_or_an_unpaid_session_is_409(self, ebarimt_on, sim):
+        pending = processed(sim, "CARD")
+        unpaid = create_payment(1000)
+        for session_id in (pending["session_id"], unpaid["session_id"]):
+            status, answer = admin("POST", f"/admin/payments/{session_id}/ebarimt")
+            assert (status, answer["error"]["code"]) == (409, "EBARIMT_NOT_REQUEUEABLE")
+        assert admin("POST", "/admin/payments/ps_0123456789abcdef0123456789abcdef/ebarimt")[0] == 404
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"receiver_type": "INDIVIDUAL"},
+            {"district_code": "35"},
+            {"classification_code": "12345678"},
+            {"receiver": ""},
+            {"receiver_type": "CITIZEN", "extra": 1},
+            [],
+            "CITIZEN",
+        ],
+    )
+    def test_a_bad_body_is_400_and_nothing_changes(self, ebarimt_on, sim, body):
+        session = self.rejected(sim)
+
+        status, answer = admin("POST", f"/admin/payments/{session['session_id']}/ebarimt", body=body)
+
+        assert (status, answer["error"]["code"]) == (400, "VALIDATION_ERROR")
+        assert ebarimt_on.session(session["session_id"])["ebarimt_status"]["S"] == "REJECTED"
+
+    def test_sessions_are_listed_by_receipt_status_from_the_index(self, ebarimt_on, sim):
+        registered = processed(sim, "CARD")
+        composition.scheduled_jobs().ebarimt(120)
+        rejected = [self.rejected(sim) for _ in range(3)]
+
+        status, first = admin("GET", "/admin/payments", query={"ebarimt_status": "REJECTED", "limit": "2"})
+        _, second = admin(
+            "GET",
+            "/admin/payments",
+            query={"ebarimt_status": "REJECTED", "limit": "2", "cursor": first["next_cursor"]},
+        )
+        _, done = admin("GET", "/admin/payments", query={"ebarimt_status": "REGISTERED"})
+
+        assert status == 200
+        listed = [item["session_id"] for item in first["items"] + second["items"]]
+        assert listed == [session["session_id"] for session in reversed(rejected)]
+        assert all(item["ebarimt_status"] == "REJECTED" for item in first["items"] + second["items"])
+        assert second["next_cursor"] is None
+        assert [item["session_id"] for item in done["items"]] == [registered["session_id"]]
+        bad, answer = admin("GET", "/admin/payments", query={"ebarimt_status": "LOST"})
+        assert (bad, answer["error"]["code"]) == (400, "VALIDATION_ERROR")
 
 
 class TestSummary:

@@ -384,6 +384,35 @@ class TestEbarimt:
         assert receipt["qr_data"]
         assert run_job("ebarimt")["due"] == 0
 
+    def test_the_receipt_record_keeps_lottery_taxes_time_and_qpays_answer_without_the_receiver(
+        self, ebarimt_on, sim
+    ):
+        aws = ebarimt_on
+        receiver = "88112233"
+        created = processed_session(
+            sim, amount=11000, ebarimt={"receiver_type": "CITIZEN", "receiver": receiver}
+        )
+
+        run_job("ebarimt")
+
+        receipt = ebarimt_view(created["session_id"])
+        [payment] = sim.invoice(created["invoice_id"])["payments"]
+        assert receipt["lottery"] == payment["ebarimt_lottery"]
+        assert receipt["qr_data"] == payment["ebarimt_qr_data"]
+        assert receipt["registered_at"].endswith("Z")
+        stored = aws.session(created["session_id"])
+        assert (stored["ebarimt_vat_amount"]["S"], stored["ebarimt_city_tax_amount"]["S"]) == (
+            "1000.00",
+            "0.00",
+        )
+        answer = stored["ebarimt_answer"]["S"]
+        assert '"ebarimt_receipt_id"' in answer
+        assert '"barimt_histories"' in answer
+        assert receiver not in answer
+        assert '"ebarimt_receiver":' not in answer
+        assert '"ebarimt_receiver_phone":' not in answer
+        assert '"ebarimt_receiver_type": "CITIZEN"' in answer  # not personal: kept
+
     def test_qpay_failing_twice_gives_error_then_registered_on_a_later_run(self, ebarimt_on, sim):
         aws = ebarimt_on
         created = processed_session(sim)
@@ -408,11 +437,11 @@ class TestEbarimt:
         set_attributes(aws, created["session_id"], ebarimt_attempts=1)
         second = run_job("ebarimt")
 
-        assert first["outcomes"] == {"gave_up": 1}
+        assert first["outcomes"] == {"rejected": 1}
         assert second["due"] == 0
         assert sim.calls("POST /v2/ebarimt_v3/create") == 1
         stored = aws.session(created["session_id"])
-        assert stored["ebarimt_status"]["S"] == "ERROR"
+        assert stored["ebarimt_status"]["S"] == "REJECTED"
         assert stored["ebarimt_last_error"]["S"] == "EBARIMT_NOT_REGISTERED"
         assert stored["status"]["S"] == "PROCESSED"  # the order stands
 
@@ -455,7 +484,7 @@ class TestEbarimt:
         assert "ebarimt_last_error" not in aws.session(created["session_id"])
         assert sim.calls("POST /v2/ebarimt_v3/create") == 2
 
-    def test_a_200_carrying_a_permanent_code_gives_up_at_once(self, ebarimt_on, sim):
+    def test_a_200_carrying_a_permanent_code_is_rejected_at_once(self, ebarimt_on, sim):
         aws = ebarimt_on
         created = processed_session(sim)
         refusal = {
@@ -469,11 +498,11 @@ class TestEbarimt:
         set_attributes(aws, created["session_id"], ebarimt_next_at=int(time.time()) - 1)
         second = run_job("ebarimt")
 
-        assert first["outcomes"] == {"gave_up": 1}
+        assert first["outcomes"] == {"rejected": 1}
         assert second["due"] == 0
         stored = aws.session(created["session_id"])
         assert (stored["ebarimt_status"]["S"], stored["ebarimt_last_error"]["S"]) == (
-            "ERROR",
+            "REJECTED",
             "EBARIMT_NOT_REGISTERED",
         )
         assert "ebarimt_receipt_id" not in stored

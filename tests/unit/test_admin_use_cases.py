@@ -143,7 +143,7 @@ class TestRefunds:
 class TestReceiptCancel:
     @pytest.fixture
     def world(self) -> World:
-        return World(EBARIMT_ENABLED="true", EBARIMT_MAX_ATTEMPTS="2")
+        return World(EBARIMT_ENABLED="true", EBARIMT_MAX_AGE_HOURS="1")
 
     def registered(self, world: World):
         session = world.processed()
@@ -177,6 +177,9 @@ class TestReceiptCancel:
         assert (refunded.ebarimt_status, refunded.ebarimt_last_error) == ("CANCELLING", "QPayTransportError")
         world.qpay.fail_next["cancel_ebarimt"] = QPayTransportError("down")
         world.clock.advance(minutes=2)
+        assert world.jobs.ebarimt(remaining_seconds=120).outcomes == {"cancel_retry_later": 1}
+        world.qpay.down["cancel_ebarimt"] = QPayTransportError("down")
+        world.clock.advance(hours=1)  # EBARIMT_MAX_AGE_HOURS after the refund
         assert world.jobs.ebarimt(remaining_seconds=120).outcomes == {"cancel_gave_up": 1}
         assert world.stored(session.session_id).ebarimt_status == "CANCEL_FAILED"
 

@@ -200,6 +200,7 @@ ADMIN_ROUTES = {
     ("POST", "/admin/payments/{session_id}/reconcile"),
     ("POST", "/admin/payments/{session_id}/republish"),
     ("POST", "/admin/payments/{session_id}/refund"),
+    ("POST", "/admin/payments/{session_id}/ebarimt"),
     ("GET", "/admin/summary"),
 }
 

@@ -440,7 +440,7 @@ def metric_names_emitted_by_the_payment_flows():
     from tests.fakes import FakeCache, FixedClock, World, unit_settings
 
     def flows():
-        world = World(EBARIMT_ENABLED="true", EBARIMT_MAX_ATTEMPTS="2")
+        world = World(EBARIMT_ENABLED="true")
         paid = world.processed()
         world.jobs.ebarimt(60)  # registered
         world.refunds.refund("ops", paid.session_id, note="returned")  # refunded, receipt cancelled
@@ -460,7 +460,13 @@ def metric_names_emitted_by_the_payment_flows():
         world.jobs.ebarimt(60)  # failed, retried later
         world.clock.advance(hours=1)
         world.qpay.fail_next["create_ebarimt"] = QPayRejected("no", code="EBARIMT_NOT_REGISTERED")
-        world.jobs.ebarimt(60)  # given up
+        world.jobs.ebarimt(60)  # rejected
+        world.processed()
+        world.qpay.down["create_ebarimt"] = QPayTransportError("down")
+        world.jobs.ebarimt(60)  # failed, retried later
+        world.clock.advance(hours=73)
+        world.jobs.ebarimt(60)  # given up: past the retry window
+        del world.qpay.down["create_ebarimt"]
         world.refunds.refund("ops", failing.session_id, note="x")
         cancel_failing = world.processed()
         world.jobs.ebarimt(60)
@@ -965,6 +971,40 @@ class TestStages:
             assert f"Stage={stage}" in deploy["parameter_overrides"]
             assert stage in config[stage]["global"]["parameters"]["stack_name"]
         assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+
+    def test_the_ebarimt_settings_are_parameters_every_function_gets_and_samconfig_sets(self):
+        import tomllib
+
+        from qpay_common.settings import load_settings
+
+        feeds = {
+            "EbarimtEnabled": "EBARIMT_ENABLED",
+            "EbarimtReceiverType": "EBARIMT_RECEIVER_TYPE",
+            "EbarimtDistrictCode": "EBARIMT_DISTRICT_CODE",
+            "EbarimtClassificationCode": "EBARIMT_CLASSIFICATION_CODE",
+            "EbarimtMaxAgeHours": "EBARIMT_MAX_AGE_HOURS",
+        }
+        overrides = {
+            "EbarimtReceiverType": "COMPANY",
+            "EbarimtDistrictCode": "2301",
+            "EbarimtMaxAgeHours": "24",
+        }
+        template = load_template(TEMPLATE, overrides)
+        for function in template.functions.values():
+            environment = function.environment
+            for parameter, variable in feeds.items():
+                expected = overrides.get(parameter, str(RAW["Parameters"][parameter]["Default"]))
+                assert environment[variable] == expected, (function.name, variable)
+        settings = load_settings(template.function("EbarimtFunction").environment)
+        assert (settings.ebarimt_receiver_type, settings.ebarimt_district_code) == ("COMPANY", "2301")
+        assert settings.ebarimt_max_age_hours == 24
+        config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+        for stage in ("dev", "prod"):
+            named = config[stage]["deploy"]["parameters"]["parameter_overrides"]
+            for parameter in feeds:
+                assert f"{parameter}=" in named, (stage, parameter)
+            for pair in named.split():
+                assert pair.split("=")[0] in RAW["Parameters"], pair
 
 
 PROD_READY = {

@@ -421,3 +421,7 @@ def admin_operations() -> "AdminOperations":
 
 def admin_reports() -> "AdminReports":
     return graph().admin_reports
+
+
+def ebarimt() -> "EbarimtService":
+    return graph().ebarimt

@@ -83,7 +83,9 @@ class Settings(BaseModel):
     ebarimt_classification_code: str = Field(
         alias="EBARIMT_CLASSIFICATION_CODE", default="0000010", pattern=r"^[0-9]{7}$"
     )
-    ebarimt_max_attempts: int = Field(alias="EBARIMT_MAX_ATTEMPTS", default=6, ge=1)
+    # A receipt QPay fails to register is retried (backoff up to hourly) this long after it was
+    # queued (the payment, or an operator's re-queue), then GAVE_UP; a refund's cancel likewise.
+    ebarimt_max_age_hours: int = Field(alias="EBARIMT_MAX_AGE_HOURS", default=72, ge=1, le=720)
 
     @field_validator(
         "dynamodb_endpoint_url",

@@ -83,6 +83,24 @@ class NoOrder(PaymentError):
     code = "NO_ORDER"
 
 
+class NotRequeueable(PaymentError):
+    """Only an ERROR, REJECTED or GAVE_UP receipt of a PROCESSED session is queued again."""
+
+    code = "EBARIMT_NOT_REQUEUEABLE"
+
+
+class EbarimtAlreadyRegistered(NotRequeueable):
+    """The receipt is REGISTERED: queueing it again would issue a second one."""
+
+    code = "EBARIMT_ALREADY_REGISTERED"
+
+
+class EbarimtDisabled(NotRequeueable):
+    """EBARIMT_ENABLED is off on this stack: a queued receipt would only be SKIPPED."""
+
+    code = "EBARIMT_DISABLED"
+
+
 class EventBusUnavailable(PaymentError):
     """The change was recorded but its event could not be put on the bus; repeating the request
     puts it there (consumers dedupe)."""

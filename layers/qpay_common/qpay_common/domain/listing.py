@@ -1,8 +1,9 @@
-"""The operators' view of many sessions: by status, user and creation time, newest first, paged,
-read from the by_status and by_user indexes (never a Scan).
+"""The operators' view of many sessions: by status, receipt status, user and creation time, newest
+first, paged, read from the by_status, by_ebarimt_status and by_user indexes (never a Scan).
 
 A listing reads one or more index partitions ("streams"): one user's sessions (by_user), one
-status (by_status), or every status merged by creation time when no status is asked for. The
+receipt status (by_ebarimt_status), one status (by_status), or every status merged by creation
+time when no status is asked for. The
 cursor holds each stream's position, so no session is skipped or repeated across pages, and is
 bound to the filter it was issued for.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from qpay_common.domain.cursor import decode_cursor, encode_cursor
 from qpay_common.domain.errors import InvalidCursor
-from qpay_common.domain.session import PaymentSession, PaymentStatus
+from qpay_common.domain.session import EbarimtStatus, PaymentSession, PaymentStatus
 
 # A position in a stream: (created_at, session_id) of the last session read there.
 Position = tuple[str, str]
@@ -31,24 +32,44 @@ class SessionFilter:
     # Inclusive bounds on created_at, in domain.iso() form (which sorts as text).
     created_from: str | None = None
     created_to: str | None = None
+    ebarimt_status: EbarimtStatus | None = None
 
     def fingerprint(self) -> str:
-        plain = [self.status, self.user_id, self.created_from, self.created_to]
+        plain: list[Any] = [self.status, self.user_id, self.created_from, self.created_to]
+        if self.ebarimt_status is not None:  # so cursors issued before the filter existed still hold
+            plain.append(self.ebarimt_status)
         return hashlib.sha256(json.dumps(plain).encode()).hexdigest()[:16]
+
+
+# The attribute each index is partitioned by.
+INDEX_PARTITIONS = {"by_status": "status", "by_user": "user_id", "by_ebarimt_status": "ebarimt_status"}
 
 
 @dataclass(frozen=True)
 class Stream:
-    """One index partition, newest first: by_status for a status, or by_user for a user (then
-    `status`, if set, filters it)."""
+    """One index partition, newest first: by_status for a status, by_ebarimt_status for a receipt
+    status, or by_user for a user; `status` and `ebarimt_status`, if set, filter it further."""
 
     index: str
     partition: str
     status: PaymentStatus | None = None
+    ebarimt_status: EbarimtStatus | None = None
 
     @property
     def name(self) -> str:
         return "user" if self.index == "by_user" else self.partition
+
+    @property
+    def partition_attribute(self) -> str:
+        return INDEX_PARTITIONS[self.index]
+
+    def selects(self, session: PaymentSession) -> bool:
+        """Whether `session`, read from this stream's partition, is one the filter asks for."""
+        if session.status == PaymentStatus.CREATING:
+            return False
+        if self.status is not None and session.status != self.status:
+            return False
+        return self.ebarimt_status is None or session.ebarimt_status == self.ebarimt_status
 
 
 # store.SessionStore.query_index: up to `limit` sessions of a stream created within the filter's bounds,
@@ -58,7 +79,9 @@ IndexReader = Callable[..., tuple[list[PaymentSession], Position | None]]
 
 def streams_for(query: SessionFilter) -> list[Stream]:
     if query.user_id is not None:
-        return [Stream("by_user", query.user_id, query.status)]
+        return [Stream("by_user", query.user_id, query.status, query.ebarimt_status)]
+    if query.ebarimt_status is not None:
+        return [Stream("by_ebarimt_status", query.ebarimt_status.value, query.status)]
     statuses = [query.status] if query.status is not None else LISTED_STATUSES
     return [Stream("by_status", status.value) for status in statuses]
 

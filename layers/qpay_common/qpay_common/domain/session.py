@@ -29,7 +29,13 @@ AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
 class EbarimtStatus(StrEnum):
     PENDING = "PENDING"
     REGISTERED = "REGISTERED"
+    # The last attempt failed in a way another can fix (network, 5xx, 429, "try again"): retried.
     ERROR = "ERROR"
+    # QPay refused the request for good (settings/qpay_codes: a validation code): not retried
+    # until an operator re-queues it, perhaps with other receiver data.
+    REJECTED = "REJECTED"
+    # Still failing when its retry window (EBARIMT_MAX_AGE_HOURS) closed: an operator re-queues it.
+    GAVE_UP = "GAVE_UP"
     SKIPPED = "SKIPPED"
     # The session was refunded: its receipt is being cancelled, was cancelled, or could not be.
     CANCELLING = "CANCELLING"
@@ -43,7 +49,11 @@ ReceiptState = EbarimtStatus | Literal["NONE"]
 
 # Receipt states in which QPay may hold a receipt for the payment (a registration may have
 # landed although its answer was lost): a refund asks QPay to cancel it.
-RECEIPT_MAY_EXIST = frozenset({EbarimtStatus.PENDING, EbarimtStatus.REGISTERED, EbarimtStatus.ERROR})
+RECEIPT_MAY_EXIST = frozenset(
+    {EbarimtStatus.PENDING, EbarimtStatus.REGISTERED, EbarimtStatus.ERROR, EbarimtStatus.GAVE_UP}
+)
+# Receipt states an operator may queue again (POST /admin/payments/{id}/ebarimt).
+REQUEUEABLE = frozenset({EbarimtStatus.ERROR, EbarimtStatus.REJECTED, EbarimtStatus.GAVE_UP})
 
 
 CURRENCY = "MNT"
@@ -147,6 +157,14 @@ class PaymentSession(BaseModel):
     ebarimt_lottery: str | None = None
     ebarimt_attempts: int | None = None
     ebarimt_last_error: str | None = None
+    # When the receipt was (last) queued: its retry window runs EBARIMT_MAX_AGE_HOURS from here.
+    ebarimt_queued_at: str | None = None
+    ebarimt_registered_at: str | None = None
+    # As QPay answered them (decimal text: VAT is 1/11 of the amount, not whole MNT).
+    ebarimt_vat_amount: str | None = None
+    ebarimt_city_tax_amount: str | None = None
+    # QPay's whole answer, with the receiver's identifying fields removed.
+    ebarimt_answer: dict[str, Any] | None = None
 
 
 class Order(BaseModel):

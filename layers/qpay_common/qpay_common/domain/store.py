@@ -271,8 +271,25 @@ class SessionStore(abc.ABC):
 
     def queue_receipt_cancel(self, session: PaymentSession, now: datetime, **receipt: Any) -> PaymentSession:
         """A receipt found on a refunded session (registered while the refund ran): cancel it."""
-        changes = {"ebarimt_status": EbarimtStatus.CANCELLING.value, **receipt}
+        changes = {"ebarimt_status": EbarimtStatus.CANCELLING.value, "ebarimt_queued_at": iso(now), **receipt}
         changes.update(EBARIMT_QUEUE.enqueue(session.session_id, now.timestamp(), ebarimt_attempts=0))
+        return self._update(session, changes)
+
+    def requeue_ebarimt(
+        self, session: PaymentSession, now: datetime, *, overrides: Mapping[str, Any] | None
+    ) -> PaymentSession:
+        """An operator's re-queue of a receipt: PENDING again, due now, with a fresh retry window
+        and attempt count, and `overrides` (if any) merged into the session's own."""
+        changes: dict[str, Any] = {
+            "ebarimt_status": EbarimtStatus.PENDING.value,
+            "ebarimt_queued_at": iso(now),
+            "ebarimt_attempts": 0,
+            "ebarimt_last_error": None,
+            "updated_at": iso(now),
+        }
+        if overrides:
+            changes["ebarimt_overrides"] = {**(session.ebarimt_overrides or {}), **overrides}
+        changes.update(EBARIMT_QUEUE.enqueue(session.session_id, now.timestamp()))
         return self._update(session, changes)
 
     # Scheduled work: a claim succeeds only while the work is still due, so of two overlapping
@@ -315,7 +332,8 @@ class SessionStore(abc.ABC):
     def record_ebarimt(
         self, session: PaymentSession, status: EbarimtStatus, *, still_due: bool, **fields: Any
     ) -> PaymentSession:
-        """The receipt's outcome (REGISTERED, ERROR, SKIPPED), with or without another attempt due."""
+        """The receipt's outcome (REGISTERED, ERROR, REJECTED, GAVE_UP, SKIPPED, ...), with or
+        without another attempt due."""
         changes: dict[str, Any] = {"ebarimt_status": status.value, **fields}
         if not still_due:
             changes.update(EBARIMT_QUEUE.dequeue())
@@ -367,12 +385,12 @@ class SessionStore(abc.ABC):
             changes.update(RECONCILE_QUEUE.dequeue())
         if Job.EBARIMT in watchers:
             if self._policy.ebarimt_enabled:
-                changes["ebarimt_status"] = EbarimtStatus.PENDING.value
+                changes.update(ebarimt_status=EbarimtStatus.PENDING.value, ebarimt_queued_at=iso(now))
                 changes.update(EBARIMT_QUEUE.enqueue(session_id, epoch))
             else:
                 changes["ebarimt_status"] = EbarimtStatus.SKIPPED.value
         elif Job.EBARIMT_CANCEL in watchers and session.ebarimt_status in RECEIPT_MAY_EXIST:
-            changes["ebarimt_status"] = EbarimtStatus.CANCELLING.value
+            changes.update(ebarimt_status=EbarimtStatus.CANCELLING.value, ebarimt_queued_at=iso(now))
             changes.update(EBARIMT_QUEUE.enqueue(session_id, epoch, ebarimt_attempts=0))
         else:
             changes.update(EBARIMT_QUEUE.dequeue())

@@ -14,8 +14,10 @@ SHARDS = 10
 
 # Seconds between reconcile checks of one open session: 1, 2, 5, 10, 20 minutes, then hourly.
 RECONCILE_BACKOFF_SECONDS = (60, 120, 300, 600, 1200, 3600)
-# Ebarimt retries back off too: 1, 2, 5, 10, 20, 60 minutes.
-EBARIMT_BACKOFF_SECONDS = (60, 120, 300, 600, 1200, 3600)
+# Ebarimt retries back off exponentially, 1, 2, 4, ... minutes, at most hourly, until their
+# window closes (settings.ebarimt_max_age_hours): a QPay outage of hours costs a few dozen calls.
+EBARIMT_FIRST_RETRY_SECONDS = 60
+EBARIMT_MAX_RETRY_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -91,3 +93,9 @@ EBARIMT_QUEUE = WorkQueue(
 
 def backoff(schedule: tuple[int, ...], attempts: int) -> int:
     return schedule[min(max(attempts, 0), len(schedule) - 1)]
+
+
+def ebarimt_retry_delay(attempts: int) -> int:
+    """Seconds from attempt number `attempts` (1 for the first) to the next."""
+    exponent = min(max(attempts - 1, 0), 12)  # 2**12 minutes is far past the cap
+    return min(EBARIMT_FIRST_RETRY_SECONDS << exponent, EBARIMT_MAX_RETRY_SECONDS)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from qpay_common.domain.listing import LISTED_STATUSES
+from qpay_common.domain.payment_request import EbarimtOverrides
 from qpay_common.domain.session import (
     NO_RECEIPT,
     EbarimtStatus,
@@ -53,6 +54,14 @@ STATUS_PATTERN = "^(" + "|".join(status.value for status in LISTED_STATUSES) + "
 def listed_status(value: str | None) -> PaymentStatus | None:
     """The `status` query (already matched against STATUS_PATTERN) as a status."""
     return PaymentStatus(value) if value else None
+
+
+EBARIMT_STATUS_PATTERN = "^(" + "|".join(status.value for status in EbarimtStatus) + ")$"
+
+
+def listed_ebarimt_status(value: str | None) -> EbarimtStatus | None:
+    """The `ebarimt_status` query (already matched against EBARIMT_STATUS_PATTERN)."""
+    return EbarimtStatus(value) if value else None
 
 
 class RefundRequest(BaseModel):
@@ -107,14 +116,54 @@ class AdminPaymentList(BaseModel):
 
 
 class AdminEbarimtView(BaseModel):
+    """A session's receipt as operators see it: never `receiver` (a phone or register number)."""
+
     status: ReceiptState
     receipt_id: str | None = None
     lottery: str | None = None
+    qr_data: str | None = None
+    vat_amount: str | None = Field(default=None, description="As QPay stated it (decimal text)")
+    city_tax_amount: str | None = Field(default=None, description="As QPay stated it (decimal text)")
+    registered_at: str | None = None
+    queued_at: str | None = Field(
+        default=None, description="When it was last queued: retries go on EBARIMT_MAX_AGE_HOURS from here"
+    )
+    next_attempt_at: int | None = Field(default=None, description="Epoch seconds; null unless queued")
     attempts: int = 0
     last_error: str | None = None
     receiver_type: str | None = None
     district_code: str | None = None
     classification_code: str | None = None
+
+    @classmethod
+    def from_session(cls, session: PaymentSession) -> "AdminEbarimtView":
+        overrides = session.ebarimt_overrides or {}
+        return cls(
+            status=session.ebarimt_status or NO_RECEIPT,
+            receipt_id=session.ebarimt_receipt_id,
+            lottery=session.ebarimt_lottery,
+            qr_data=session.ebarimt_qr_data,
+            vat_amount=session.ebarimt_vat_amount,
+            city_tax_amount=session.ebarimt_city_tax_amount,
+            registered_at=session.ebarimt_registered_at,
+            queued_at=session.ebarimt_queued_at,
+            next_attempt_at=session.ebarimt_next_at if session.ebarimt_shard else None,
+            attempts=session.ebarimt_attempts or 0,
+            last_error=session.ebarimt_last_error,
+            receiver_type=overrides.get("receiver_type"),
+            district_code=overrides.get("district_code"),
+            classification_code=overrides.get("classification_code"),
+        )
+
+
+class EbarimtRequeueRequest(EbarimtOverrides):
+    """`POST /admin/payments/{id}/ebarimt`: all optional; what is given replaces this session's
+    receiver type, receiver, district or classification for the attempts to come."""
+
+
+class EbarimtRequeueResult(BaseModel):
+    session_id: str
+    ebarimt: AdminEbarimtView
 
 
 class RefundView(BaseModel):
@@ -147,23 +196,12 @@ class AdminSessionView(AdminPaymentItem):
 
     @classmethod
     def from_session(cls, session: PaymentSession) -> "AdminSessionView":
-        overrides = session.ebarimt_overrides or {}
         return cls(
             **AdminPaymentItem.from_session(session).model_dump(),
             items=[item.model_dump() for item in session.items],
             metadata=session.metadata,
             short_url=session.short_url,
-            # Never `receiver`: it is a phone or register number.
-            ebarimt=AdminEbarimtView(
-                status=session.ebarimt_status or NO_RECEIPT,
-                receipt_id=session.ebarimt_receipt_id,
-                lottery=session.ebarimt_lottery,
-                attempts=session.ebarimt_attempts or 0,
-                last_error=session.ebarimt_last_error,
-                receiver_type=overrides.get("receiver_type"),
-                district_code=overrides.get("district_code"),
-                classification_code=overrides.get("classification_code"),
-            ),
+            ebarimt=AdminEbarimtView.from_session(session),
             refund=RefundView.from_refund(session.refund) if session.refund else None,
             reconcile=ReconcileView(
                 next_check_at=session.next_check_at,

@@ -52,9 +52,27 @@ class PaymentCreated(BaseModel):
 
 
 class EbarimtView(BaseModel):
+    """The shopper's e-receipt: what the e-barimt app scans (`qr_data`) and the lottery number.
+    Never the receiver (a phone or register number)."""
+
     status: ReceiptState
     receipt_id: str | None = None
-    qr_data: str | None = None
+    lottery: str | None = Field(
+        default=None,
+        description="The receipt's lottery number, e.g. `HV 83198235` (null in `GET /payments` listings)",
+    )
+    qr_data: str | None = Field(default=None, description="The receipt's QR payload, for the e-barimt app")
+    registered_at: str | None = Field(default=None, description="null in `GET /payments` listings")
+
+    @classmethod
+    def from_session(cls, session: PaymentSession) -> "EbarimtView":
+        return cls(
+            status=session.ebarimt_status or NO_RECEIPT,
+            receipt_id=session.ebarimt_receipt_id,
+            lottery=session.ebarimt_lottery,
+            qr_data=session.ebarimt_qr_data,
+            registered_at=session.ebarimt_registered_at,
+        )
 
 
 class PaymentView(BaseModel):
@@ -88,11 +106,7 @@ class PaymentView(BaseModel):
             cancelled_at=session.cancelled_at,
             order_id=session.order_id,
             failure_reason=session.failure_reason,
-            ebarimt=EbarimtView(
-                status=session.ebarimt_status or NO_RECEIPT,
-                receipt_id=session.ebarimt_receipt_id,
-                qr_data=session.ebarimt_qr_data,
-            ),
+            ebarimt=EbarimtView.from_session(session),
         )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain.errors import InvalidRequest
 from qpay_common.domain.listing import LISTED_STATUSES, SessionFilter, every_session, list_page
-from qpay_common.domain.session import PaymentSession, PaymentStatus, iso
+from qpay_common.domain.session import EbarimtStatus, PaymentSession, PaymentStatus, iso
 from qpay_common.domain.store import SessionStore
 from qpay_common.observability import logger
 
@@ -83,14 +83,25 @@ class AdminReports:
         actor: str,
         *,
         status: PaymentStatus | None = None,
+        ebarimt_status: EbarimtStatus | None = None,
         user_id: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         limit: int,
         cursor: str | None,
     ) -> tuple[list[PaymentSession], str | None]:
-        query = SessionFilter(status, user_id, *_window(created_from, created_to))
-        logger.info("Admin list", extra={"admin": actor, "status": status, "filtered_by_user": bool(user_id)})
+        query = SessionFilter(
+            status, user_id, *_window(created_from, created_to), ebarimt_status=ebarimt_status
+        )
+        logger.info(
+            "Admin list",
+            extra={
+                "admin": actor,
+                "status": status,
+                "ebarimt_status": ebarimt_status,
+                "filtered_by_user": bool(user_id),
+            },
+        )
         return list_page(self._store.query_index, query, limit=limit, cursor=cursor)
 
     def summary(

@@ -1,8 +1,14 @@
 """Ebarimt 3.0 e-receipts, after PROCESSED: never blocks or rolls back an order, never logs the
 receiver (personal data), idempotent (a receipt id present means done). A refunded session's
-receipt is cancelled by the same job, with the same claims, backoff and attempt limit."""
+receipt is cancelled by the same job, with the same claims, backoff and retry window.
+
+An e-receipt is the merchant's legal obligation, so a failure is retried, with exponential backoff
+up to hourly, until EBARIMT_MAX_AGE_HOURS after the receipt was queued: an outage of hours ends
+REGISTERED once QPay answers again. Only QPay's validation codes stop it at once (REJECTED); past
+the window it is GAVE_UP. Both page (the alarm), and an operator can queue it again (requeue)."""
 
 import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from qpay_common.adapters.qpay.codes import (
@@ -12,10 +18,21 @@ from qpay_common.adapters.qpay.codes import (
 )
 from qpay_common.adapters.qpay.errors import QPayError, QPayRejected
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.domain.errors import StaleSession
-from qpay_common.domain.session import EbarimtStatus, PaymentSession, PaymentStatus
+from qpay_common.domain.errors import (
+    EbarimtAlreadyRegistered,
+    EbarimtDisabled,
+    NotRequeueable,
+    StaleSession,
+)
+from qpay_common.domain.session import (
+    REQUEUEABLE,
+    EbarimtStatus,
+    PaymentSession,
+    PaymentStatus,
+    iso,
+)
 from qpay_common.domain.store import SessionStore
-from qpay_common.domain.work_queues import EBARIMT_BACKOFF_SECONDS, EBARIMT_QUEUE, backoff
+from qpay_common.domain.work_queues import EBARIMT_QUEUE, ebarimt_retry_delay
 from qpay_common.observability import count, logger
 from qpay_common.settings import Settings
 from qpay_common.usecases.ports import QPay
@@ -68,6 +85,10 @@ class EbarimtService:
             "ebarimt_receipt_id": receipt.ebarimt_receipt_id or receipt.id,
             "ebarimt_qr_data": receipt.ebarimt_qr_data,
             "ebarimt_lottery": receipt.ebarimt_lottery,
+            "ebarimt_vat_amount": receipt.vat_amount,
+            "ebarimt_city_tax_amount": receipt.city_tax_amount,
+            "ebarimt_registered_at": iso(self._clock.now()),
+            "ebarimt_answer": receipt.answer or None,
         }
         count("EbarimtRegistered")
         try:
@@ -107,17 +128,53 @@ class EbarimtService:
         count("EbarimtCancelled")
         return "cancelled"
 
+    def requeue(self, actor: str, session_id: str, overrides: dict[str, Any] | None = None) -> PaymentSession:
+        """An operator queues a receipt again (ERROR, REJECTED or GAVE_UP), perhaps with other
+        receiver data for this session: due at the job's next run, with a fresh retry window."""
+        while True:
+            session = self._store.find(session_id)
+            logger.info(
+                "Admin Ebarimt re-queue",
+                extra={
+                    "admin": actor,
+                    "ebarimt_status": session.ebarimt_status,
+                    "overrides": sorted(overrides or {}),
+                },
+            )
+            if session.ebarimt_status == EbarimtStatus.REGISTERED or session.ebarimt_receipt_id:
+                raise EbarimtAlreadyRegistered(f"receipt {session.ebarimt_receipt_id} is registered already")
+            if session.status != PaymentStatus.PROCESSED or session.ebarimt_status not in REQUEUEABLE:
+                state = session.ebarimt_status or "no receipt"
+                raise NotRequeueable(
+                    f"a {session.status.value} session's receipt is {state}; only ERROR, REJECTED or "
+                    "GAVE_UP receipts of PROCESSED sessions are queued again"
+                )
+            if not self._settings.ebarimt_enabled:
+                raise EbarimtDisabled("Ebarimt is not enabled on this stack (EBARIMT_ENABLED)")
+            try:
+                return self._store.requeue_ebarimt(session, self._clock.now(), overrides=overrides)
+            except StaleSession:
+                continue  # the job's claim came between: read it again
+
+    def _retry_until(self, session: PaymentSession) -> datetime:
+        """When the receipt's retry window closes: EBARIMT_MAX_AGE_HOURS after it was queued."""
+        queued = session.ebarimt_queued_at or session.processed_at or session.updated_at
+        start = datetime.fromisoformat(queued.replace("Z", "+00:00"))
+        return start + timedelta(hours=self._settings.ebarimt_max_age_hours)
+
     def _claim(self, session: PaymentSession) -> tuple[PaymentSession, int] | None:
         """The next attempt, claimed with one conditional write that also schedules the one after
-        it by the backoff; None if an overlapping run claimed it first (it leaves it alone)."""
+        it by the backoff (never past the window's end, so the last try comes as it closes); None
+        if an overlapping run claimed it first (it leaves it alone)."""
         attempts = (session.ebarimt_attempts or 0) + 1
         now = self._clock.now()
+        next_attempt_at = now.timestamp() + ebarimt_retry_delay(attempts)
+        window_ends = self._retry_until(session).timestamp()
+        if window_ends > now.timestamp():
+            next_attempt_at = min(next_attempt_at, window_ends)
         try:
             claimed = self._store.claim_ebarimt_attempt(
-                session,
-                now,
-                next_attempt_at=now.timestamp() + backoff(EBARIMT_BACKOFF_SECONDS, attempts - 1),
-                attempts=attempts,
+                session, now, next_attempt_at=next_attempt_at, attempts=attempts
             )
         except StaleSession:
             return None
@@ -141,7 +198,7 @@ class EbarimtService:
         permanent = exc is not None and isinstance(exc, QPayRejected) and exc.code in EBARIMT_CANCEL_PERMANENT
         # A receipt we recorded that QPay says does not exist needs a person too.
         permanent = permanent or (exc is not None and exc.code in EBARIMT_RECEIPT_ABSENT)
-        gave_up = permanent or attempts >= self._settings.ebarimt_max_attempts
+        gave_up = permanent or self._clock.now() >= self._retry_until(session)
         status = EbarimtStatus.CANCEL_FAILED if gave_up else EbarimtStatus.CANCELLING
         self._record(session, status, still_due=not gave_up, ebarimt_last_error=error)
         count("EbarimtCancelFailed")
@@ -158,18 +215,23 @@ class EbarimtService:
         return "cancel_retry_later"
 
     def _record_failure(self, session: PaymentSession, exc: QPayError, attempts: int) -> str:
-        # The error text names the QPay path and code only: never the request, which holds the receiver.
+        # The error text names the QPay code only: never the request, which holds the receiver.
         error = exc.code or type(exc).__name__
-        permanent = isinstance(exc, QPayRejected) and exc.code in EBARIMT_PERMANENT
-        gave_up = permanent or attempts >= self._settings.ebarimt_max_attempts
-        self._record(session, EbarimtStatus.ERROR, still_due=not gave_up, ebarimt_last_error=error)
         count("EbarimtFailed")
-        if gave_up:
+        if isinstance(exc, QPayRejected) and exc.code in EBARIMT_PERMANENT:
+            self._record(session, EbarimtStatus.REJECTED, still_due=False, ebarimt_last_error=error)
+            count("EbarimtRejected")
+            logger.error("Ebarimt receipt rejected by QPay", extra={"error": error, "attempts": attempts})
+            return "rejected"
+        if self._clock.now() >= self._retry_until(session):
+            self._record(session, EbarimtStatus.GAVE_UP, still_due=False, ebarimt_last_error=error)
             count("EbarimtGaveUp")
             logger.error(
-                "Ebarimt receipt not registered; giving up", extra={"error": error, "attempts": attempts}
+                "Ebarimt receipt not registered within its retry window; giving up",
+                extra={"error": error, "attempts": attempts},
             )
             return "gave_up"
+        self._record(session, EbarimtStatus.ERROR, still_due=True, ebarimt_last_error=error)
         logger.warning("Ebarimt receipt failed; will retry", extra={"error": error, "attempts": attempts})
         return "retry_later"
 

@@ -19,7 +19,7 @@ from qpay_common.domain.work_queues import WorkQueue
 from qpay_common.settings import Settings
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
-JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks", "refund")
+JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks", "refund", "ebarimt_answer")
 
 
 def _lost_race(exc: Exception) -> bool:
@@ -83,9 +83,9 @@ class DynamoDBSessionStore(SessionStore):
         after: Position | None,
         limit: int,
     ) -> tuple[list[PaymentSession], Position | None]:
-        """One page of the by_status or by_user index, newest first, from `after` on."""
-        index = self._sessions.by_status if stream.index == "by_status" else self._sessions.by_user
-        partition_attribute = "status" if stream.index == "by_status" else "user_id"
+        """One page of the by_status, by_user or by_ebarimt_status index, newest first, from
+        `after` on. by_ebarimt_status holds keys only: the page's sessions are read after it."""
+        index = getattr(self._sessions, stream.index)
         created = self._sessions.created_at
         range_condition: Condition | None
         if created_from is not None and created_to is not None:
@@ -101,10 +101,12 @@ class DynamoDBSessionStore(SessionStore):
             filter_condition = self._sessions.status != PaymentStatus.CREATING.value
             if stream.status is not None:
                 filter_condition = self._sessions.status == stream.status.value
+            if stream.ebarimt_status is not None:
+                filter_condition &= self._sessions.ebarimt_status == stream.ebarimt_status.value
         start_key = None
         if after is not None:
             start_key = {
-                partition_attribute: {"S": stream.partition},
+                stream.partition_attribute: {"S": stream.partition},
                 "created_at": {"S": after[0]},
                 "session_id": {"S": after[1]},
             }
@@ -117,10 +119,19 @@ class DynamoDBSessionStore(SessionStore):
             page_size=limit,
             last_evaluated_key=start_key,
         )
-        sessions = [self._to_session(item) for item in results]
+        items = list(results)
+        if stream.index == "by_ebarimt_status":
+            items = self._read_items([item.session_id for item in items])
+        sessions = [session for session in map(self._to_session, items) if stream.selects(session)]
         last_key = results.last_evaluated_key
         following = (last_key["created_at"]["S"], last_key["session_id"]["S"]) if last_key else None
         return sessions, following
+
+    def _read_items(self, session_ids: list[str]) -> list[SessionItem]:
+        """The items of `session_ids`, in that order (one BatchGetItem per 100; pynamodb retries
+        unprocessed keys); a session deleted meanwhile is left out."""
+        found = {item.session_id: item for item in self._sessions.batch_get(session_ids)}
+        return [found[session_id] for session_id in session_ids if session_id in found]
 
     def due_page(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int

@@ -82,6 +82,18 @@ class SessionsByStatus(GlobalSecondaryIndex["SessionItem"]):
     created_at = UnicodeAttribute(range_key=True)
 
 
+class SessionsByEbarimtStatus(GlobalSecondaryIndex["SessionItem"]):
+    """Sessions by receipt status, newest first (the operators' listing by ebarimt_status). Keys
+    only: a listing reads the sessions of a page with BatchGetItem."""
+
+    class Meta:
+        index_name = "by_ebarimt_status"
+        projection = KeysOnlyProjection()
+
+    ebarimt_status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class ReconcileDue(GlobalSecondaryIndex["SessionItem"]):
     class Meta:
         index_name = "reconcile_due"
@@ -160,9 +172,15 @@ class SessionItem(Model):
     ebarimt_lottery = UnicodeAttribute(null=True)
     ebarimt_attempts = NumberAttribute(null=True)
     ebarimt_last_error = UnicodeAttribute(null=True)
+    ebarimt_queued_at = UnicodeAttribute(null=True)
+    ebarimt_registered_at = UnicodeAttribute(null=True)
+    ebarimt_vat_amount = UnicodeAttribute(null=True)
+    ebarimt_city_tax_amount = UnicodeAttribute(null=True)
+    ebarimt_answer = JSONAttribute(null=True)
 
     by_user = SessionsByUser()
     by_status = SessionsByStatus()
+    by_ebarimt_status = SessionsByEbarimtStatus()
     reconcile_due = ReconcileDue()
     pending_since = PendingSince()
     ebarimt_due = EbarimtDue()

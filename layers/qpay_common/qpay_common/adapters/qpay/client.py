@@ -41,6 +41,7 @@ from qpay_common.adapters.qpay.models import (
     PaymentList,
     TokenGrant,
     error_code_of,
+    without_receiver,
 )
 from qpay_common.observability import logger
 
@@ -341,6 +342,7 @@ class QPayClient:
         # records each failure, so an in-call retry would only hide them.
         body = self._call("POST", "/ebarimt_v3/create", idempotent=False, json_body=payload)
         receipt = _parse(EbarimtReceipt, body, "an ebarimt receipt")
+        receipt = receipt.model_copy(update={"answer": without_receiver(body)})
         reason = receipt.not_registered_reason()
         if reason is not None:
             # A 200 is not a receipt. A QPay code in the body (EBARIMT_NOT_REGISTERED, ...) is the

@@ -45,8 +45,17 @@ INVOICE_ALREADY_GONE = frozenset(
         QPayErrorCode.INVOICE_ALREADY_CANCELLED,
     }
 )
-# Ebarimt answers that no retry can change (the merchant is not enabled for Ebarimt).
-EBARIMT_PERMANENT = frozenset({QPayErrorCode.EBARIMT_NOT_REGISTERED})
+# Ebarimt answers that no retry can change: the merchant is not enabled for Ebarimt, or QPay's
+# validation refused the request (receiver type, receiver, district or classification code). The
+# receipt is REJECTED at once; an operator re-queues it, perhaps with corrected receiver data. Any
+# other failure (network, 5xx, 429, other codes) is retried until the window closes.
+EBARIMT_PERMANENT = frozenset(
+    {
+        QPayErrorCode.EBARIMT_NOT_REGISTERED,
+        QPayErrorCode.INVALID_RECEIVER_TYPE,
+        QPayErrorCode.OBJECT_DATA_ERROR,
+    }
+)
 # Answers to an Ebarimt cancel that mean "QPay holds no receipt for this payment".
 EBARIMT_RECEIPT_ABSENT = frozenset({QPayErrorCode.EBARIMT_NOT_REGISTERED, QPayErrorCode.EBARIMT_NOTFOUND})
 # Ebarimt cancel answers that no retry can change: a person cancels the receipt with the tax office.

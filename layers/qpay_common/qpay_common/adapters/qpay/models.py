@@ -235,11 +235,53 @@ NO_BARIMT_STATUS = "BARIMT_STATUS_MISSING"
 NO_RECEIPT_ID = "EBARIMT_RECEIPT_ID_MISSING"
 
 
+def _tax_amount(value: Any) -> str | None:
+    """VAT and city tax as QPay states them, as decimal text ("909.09"): VAT is a fraction of the
+    amount, so, unlike every amount we charge, it is not whole MNT."""
+    if value is None or (isinstance(value, str) and not value.strip()) or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None  # a receipt stands without its tax breakdown; never refuse it for that
+    return f"{amount:.2f}" if amount.is_finite() else None
+
+
+TaxAmount = Annotated[str | None, BeforeValidator(_tax_amount)]
+
+# Fields of an Ebarimt answer that identify the receiver (a phone number, a register number, an
+# e-mail, a wallet customer): personal data, never stored with the answer nor logged.
+EBARIMT_RECEIVER_FIELDS = frozenset(
+    {
+        "ebarimt_receiver",
+        "ebarimt_receiver_phone",
+        "ebarimt_register_no",
+        "ebarimt_sent_email",
+        "g_wallet_customer_id",
+    }
+)
+
+
+def without_receiver(value: Any) -> Any:
+    """`value` with every receiver field removed, at any depth (the histories repeat them)."""
+    if isinstance(value, dict):
+        return {
+            key: without_receiver(item) for key, item in value.items() if key not in EBARIMT_RECEIVER_FIELDS
+        }
+    if isinstance(value, list):
+        return [without_receiver(item) for item in value]
+    return value
+
+
 class EbarimtReceipt(_QPayModel):
     id: OptionalIdentifier = None
     ebarimt_receipt_id: OptionalIdentifier = None
     ebarimt_qr_data: str | None = None
     ebarimt_lottery: str | None = None
+    vat_amount: TaxAmount = None
+    city_tax_amount: TaxAmount = None
+    # QPay's whole answer without the receiver (without_receiver), kept with the session.
+    answer: dict[str, Any] = Field(default_factory=dict, exclude=True)
     # The legacy /ebarimt/create answers with the older name as well (qpay-client reads only it).
     barimt_status: str | None = Field(
         default=None, validation_alias=AliasChoices("barimt_status", "ebarimt_status")
