@@ -40,6 +40,9 @@ SHOP_ORIGIN = f"http://127.0.0.1:{SHOP_PORT}"
 # git-ignored (.gitignore: test-output/)
 SCREENSHOTS = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output")) / "browser"
 
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 740}
+
 CHECKOUT_EVENTS = [
     "qpay:status",
     "qpay:paid",
@@ -48,6 +51,7 @@ CHECKOUT_EVENTS = [
     "qpay:failed",
     "qpay:error",
     "qpay:back",
+    "qpay:receipt",
 ]
 # Runs before the page's own scripts (injected by the browser, so the page's CSP does not apply).
 RECORDER = """

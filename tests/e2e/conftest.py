@@ -2,6 +2,7 @@
 moto; the simulator; the front door and invoke API) on free ports, and drives it over HTTP."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import requests
 from local.dev_token import mint_token
 from local.endpoints import free_port, local_client
 from local.inspect import orders_for_session, read_events
-from tests.e2e.browser import SHOP_ORIGIN
+from tests.e2e.browser import CHROMIUM_FLAGS, DESKTOP, SCREENSHOTS, SHOP_ORIGIN, RecordedPage, chromium_path
 from tests.support import ROOT
 
 READY_LINE = "LOCAL STACK READY"
@@ -136,6 +137,45 @@ def stack() -> Iterator[Stack]:
     running = start_stack({"SESSION_EXPIRY_MINUTES": "7", "CHECKOUT_SHOP_ORIGINS": SHOP_ORIGIN})
     yield running
     stop_stack(running)
+
+
+# The browser tests' Chromium (one per module) and their pages, each screenshotted at the end.
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(chromium, request):
+    """open_page(url, viewport=DESKTOP) -> RecordedPage; every page is screenshotted at the end."""
+    contexts = []
+    pages: list[RecordedPage] = []
+
+    def open_(url, viewport=DESKTOP, **context_options):
+        context = chromium.new_context(viewport=viewport, **context_options)
+        contexts.append(context)
+        page = RecordedPage.attach(context.new_page())
+        pages.append(page)
+        page.response = page.page.goto(url)
+        return page
+
+    yield open_
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
+    for index, page in enumerate(pages):
+        suffix = f"-{index + 1}" if len(pages) > 1 else ""
+        page.page.screenshot(path=SCREENSHOTS / f"{name}{suffix}.png", full_page=True)
+    for context in contexts:
+        context.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

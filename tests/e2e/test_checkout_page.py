@@ -21,52 +21,14 @@ import zxingcpp
 from PIL import Image
 
 from local.endpoints import free_port
-from tests.e2e.browser import CHROMIUM_FLAGS, SCREENSHOTS, SHOP_ORIGIN, SHOP_PORT, RecordedPage, chromium_path
+from tests.e2e.browser import DESKTOP, PHONE, SHOP_ORIGIN, SHOP_PORT
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 740}
 POLL_S = 3
 # Long enough for one more poll, had the component not stopped.
 QUIET_S = POLL_S + 1.5
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def open_page(chromium, request):
-    """open_page(url, viewport=DESKTOP) -> RecordedPage; every page is screenshotted at the end."""
-    contexts = []
-    pages: list[RecordedPage] = []
-
-    def open_(url, viewport=DESKTOP, **context_options):
-        context = chromium.new_context(viewport=viewport, **context_options)
-        contexts.append(context)
-        page = RecordedPage.attach(context.new_page())
-        pages.append(page)
-        page.response = page.page.goto(url)
-        return page
-
-    yield open_
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
-    for index, page in enumerate(pages):
-        suffix = f"-{index + 1}" if len(pages) > 1 else ""
-        page.page.screenshot(path=SCREENSHOTS / f"{name}{suffix}.png", full_page=True)
-    for context in contexts:
-        context.close()
 
 
 def create(stack, amount=15000, description="Order #123"):

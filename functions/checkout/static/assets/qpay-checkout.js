@@ -6,20 +6,33 @@
 //   <script type="module">document.querySelector("qpay-checkout").getToken = () => shopperJwt();</script>
 //
 // Attributes: session-id, api-base (default: this page's origin), lang (mn | en; default: the
-// nearest lang attribute, else Mongolian), return-url ("back to cart"), poll-interval (ms, 3000).
+// nearest lang attribute, else Mongolian), return-url ("back to cart"), poll-interval (ms, 3000),
+// receipt-wait (ms, 150000: how long after the payment it keeps asking for the Ebarimt receipt).
 // Properties: getToken (a function, may be async, called with {refresh: true} after a 401) or
 // token (a string). Events (bubbling, composed): qpay:status on every status change, then one of
 // qpay:paid, qpay:cancelled, qpay:expired, qpay:failed; qpay:error (detail.fatal says whether it
-// gave up); qpay:back (cancelable) when the shopper follows the return link.
+// gave up); qpay:back (cancelable) when the shopper follows the return link; qpay:receipt when
+// the Ebarimt e-receipt is registered (detail.ebarimt: receipt_id, lottery, qr_data).
 // Theme: CSS custom properties --qpay-accent, --qpay-accent-contrast, --qpay-bg, --qpay-fg,
 // --qpay-muted, --qpay-surface, --qpay-border, --qpay-radius, --qpay-font, --qpay-success,
 // --qpay-danger, --qpay-warning, --qpay-focus, --qpay-qr-size, --qpay-max-width; ::part(panel),
-// ::part(amount), ::part(status), ::part(bank), ::part(qr), ::part(cancel), ::part(back).
+// ::part(amount), ::part(status), ::part(bank), ::part(qr), ::part(cancel), ::part(back),
+// ::part(receipt), ::part(receipt-qr), ::part(lottery).
+
+import { qrcode } from "./qrcode-generator.js";
 
 const DEFAULT_POLL_MS = 3000;
 const MIN_POLL_MS = 1000;
 const MAX_BACKOFF_MS = 30000;
 const REQUEST_TIMEOUT_MS = 10000;
+// After the payment the Ebarimt job (every 2 minutes) registers the e-receipt: the page asks a
+// little longer, at a slower pace, then says it will follow (the shop can send it later).
+const DEFAULT_RECEIPT_WAIT_MS = 150000;
+const RECEIPT_POLL_FACTOR = 2;
+// Receipt states worth waiting for; REJECTED and GAVE_UP wait for an operator (the receipt will
+// follow); any other means none is coming to this page (SKIPPED: the shop issues none).
+const RECEIPT_COMING = new Set(["NONE", "PENDING", "ERROR"]);
+const RECEIPT_LATER = new Set(["REJECTED", "GAVE_UP"]);
 // PAID means QPay confirmed the money; the server finishes the order on its own (PAID is durable
 // and reconcile completes it), so the shopper's part is over and the page stops asking.
 const SUCCESS = new Set(["PAID", "PROCESSED"]);
@@ -65,6 +78,12 @@ export const MESSAGES = {
     confirmYes: "Тийм, цуцлах",
     confirmNo: "Үгүй, үргэлжлүүлэх",
     back: "Сагс руу буцах",
+    receiptTitle: "И-баримт",
+    receiptHint: "И-баримт аппликейшнээр QR кодыг уншуулна уу.",
+    receiptAlt: "И-баримтын QR код",
+    lottery: "Сугалааны дугаар",
+    receiptPending: "И-баримтыг бэлтгэж байна…",
+    receiptLater: "И-баримт дараа ирнэ. Дэлгүүрээс лавлана уу.",
   },
   en: {
     title: "Pay with QPay",
@@ -97,6 +116,12 @@ export const MESSAGES = {
     confirmYes: "Yes, cancel",
     confirmNo: "No, keep paying",
     back: "Back to cart",
+    receiptTitle: "E-receipt (e-barimt)",
+    receiptHint: "Scan the QR code with the e-barimt app.",
+    receiptAlt: "E-receipt QR code",
+    lottery: "Lottery number",
+    receiptPending: "Preparing your e-receipt…",
+    receiptLater: "Your e-receipt will follow. Ask the shop for it.",
   },
 };
 
@@ -202,6 +227,12 @@ dialog {
 }
 dialog::backdrop { background: rgb(0 0 0 / 0.45); }
 .dialog-actions { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: 8px; margin-top: 16px; }
+.receipt {
+  margin-top: 16px; display: flex; flex-direction: column; align-items: center; text-align: center; gap: 8px;
+  padding: 16px; border: 1px solid var(--_border); border-radius: calc(var(--_radius) - 2px);
+}
+.receipt-qr { width: var(--qpay-qr-size, 232px); max-width: 100%; height: auto; aspect-ratio: 1; }
+.lottery { font-size: 1.3rem; font-weight: 700; font-variant-numeric: tabular-nums; letter-spacing: 0.04em; }
 .visually-hidden {
   position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
   clip: rect(0 0 0 0); white-space: nowrap; border: 0;
@@ -261,6 +292,39 @@ function safeReturnUrl(value) {
   }
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The receipt's QR code as an SVG built node by node (no HTML strings: Trusted Types stay on).
+// Ebarimt QR data is digits, which QR's numeric mode packs densest.
+function receiptQr(data, label) {
+  const code = qrcode(0, "M");
+  code.addData(data, /^[0-9]+$/.test(data) ? "Numeric" : "Byte");
+  code.make();
+  const count = code.getModuleCount();
+  const quiet = 4;
+  const size = count + quiet * 2;
+  let path = "";
+  for (let row = 0; row < count; row += 1) {
+    for (let column = 0; column < count; column += 1) {
+      if (code.isDark(row, column)) path += `M${column + quiet} ${row + quiet}h1v1h-1z`;
+    }
+  }
+  const svg = document.createElementNS(SVG_NS, "svg");
+  for (const [name, value] of Object.entries({
+    class: "receipt-qr", part: "receipt-qr", viewBox: `0 0 ${size} ${size}`, role: "img",
+    "aria-label": label, "shape-rendering": "crispEdges",
+  })) svg.setAttribute(name, value);
+  const background = document.createElementNS(SVG_NS, "rect");
+  background.setAttribute("width", String(size));
+  background.setAttribute("height", String(size));
+  background.setAttribute("fill", "#ffffff");
+  const modules = document.createElementNS(SVG_NS, "path");
+  modules.setAttribute("d", path);
+  modules.setAttribute("fill", "#000000");
+  svg.append(background, modules);
+  return svg;
+}
+
 class CheckoutError extends Error {
   constructor(code, status = 0, retryAfterMs = 0) {
     super(code);
@@ -276,7 +340,7 @@ function retryAfterMs(response) {
 }
 
 export class QPayCheckoutElement extends HTMLElement {
-  static observedAttributes = ["session-id", "api-base", "lang", "return-url", "poll-interval"];
+  static observedAttributes = ["session-id", "api-base", "lang", "return-url", "poll-interval", "receipt-wait"];
 
   #ui = null;
   #getToken = null;
@@ -295,6 +359,11 @@ export class QPayCheckoutElement extends HTMLElement {
   #clockSkewMs = 0;
   #expiryPolled = false;
   #announced = "";
+  // The receipt phase, after a successful payment: "waiting", "shown", "later" or null (none).
+  #receipt = null;
+  #receiptTimer = null;
+  #receiptUntil = 0;
+  #receiptKey = "";
 
   constructor() {
     super();
@@ -348,6 +417,12 @@ export class QPayCheckoutElement extends HTMLElement {
     return Number.isFinite(value) && value >= MIN_POLL_MS ? value : DEFAULT_POLL_MS;
   }
 
+  get receiptWait() {
+    const attribute = this.getAttribute("receipt-wait");
+    const value = attribute === null || attribute.trim() === "" ? NaN : Number(attribute);
+    return Number.isFinite(value) && value >= 0 ? value : DEFAULT_RECEIPT_WAIT_MS;
+  }
+
   get language() {
     const own = this.getAttribute("lang");
     const inherited = own || this.closest("[lang]")?.getAttribute("lang") || document.documentElement.lang;
@@ -373,12 +448,15 @@ export class QPayCheckoutElement extends HTMLElement {
 
   disconnectedCallback() {
     this.#stop();
+    this.#stopReceipt();
   }
 
   attributeChangedCallback(name, previous, value) {
     if (previous === value || !this.#ui) return;
     if (name === "session-id") {
       this.#stop();
+      this.#stopReceipt();
+      this.#receipt = null;
       this.#payment = null;
       this.#options = null;
       this.#terminal = null;
@@ -572,6 +650,86 @@ export class QPayCheckoutElement extends HTMLElement {
     this.#render();
     this.#emit(EVENT_FOR_STATUS[status], { status, payment: this.#payment });
     this.#ui.result.focus({ preventScroll: true });
+    if (SUCCESS.has(status)) this.#startReceipt();
+  }
+
+  // The receipt phase: bounded, one request at a time, at RECEIPT_POLL_FACTOR x the poll interval.
+
+  #receiptState() {
+    const ebarimt = this.#payment?.ebarimt;
+    if (ebarimt?.status === "REGISTERED" && ebarimt.qr_data) return "shown";
+    // A PAID session's receipt is queued once its order is finished: worth waiting for.
+    const status = ebarimt?.status || "NONE";
+    if (RECEIPT_COMING.has(status)) return "waiting";
+    return RECEIPT_LATER.has(status) ? "later" : null;
+  }
+
+  #startReceipt() {
+    this.#receipt = this.#receiptState();
+    if (this.#receipt === "waiting") {
+      this.#receiptUntil = Date.now() + this.receiptWait;
+      this.#scheduleReceipt();
+    }
+    this.#renderReceipt();
+    if (this.#receipt === "shown") this.#receiptShown();
+  }
+
+  #scheduleReceipt() {
+    clearTimeout(this.#receiptTimer);
+    const delay = this.pollInterval * RECEIPT_POLL_FACTOR;
+    if (Date.now() + delay > this.#receiptUntil) {
+      this.#receiptTimer = setTimeout(() => this.#receiptLater(), Math.max(0, this.#receiptUntil - Date.now()));
+      return;
+    }
+    this.#receiptTimer = setTimeout(() => this.#pollReceipt(), delay);
+  }
+
+  #stopReceipt() {
+    clearTimeout(this.#receiptTimer);
+    this.#receiptTimer = null;
+  }
+
+  async #pollReceipt() {
+    this.#receiptTimer = null;
+    if (this.#receipt !== "waiting" || !this.isConnected) return;
+    try {
+      const payment = await this.#request("GET", `/payments/${encodeURIComponent(this.sessionId)}`);
+      if (payment && typeof payment.status === "string") this.#payment = { ...this.#payment, ...payment };
+    } catch (error) {
+      if (FATAL_HTTP.has(error.status)) {
+        this.#receiptLater();
+        return;
+      }
+      // A network hiccup: the next ask is still within the bound.
+    }
+    if (this.#receipt !== "waiting") return;
+    const state = this.#receiptState();
+    if (state === "shown") {
+      this.#receipt = "shown";
+      this.#renderReceipt();
+      this.#receiptShown();
+    } else if (state === "later") {
+      this.#receiptLater();
+    } else if (state === null) {
+      this.#receipt = null; // none is coming (Ebarimt off): nothing to show
+      this.#renderReceipt();
+    } else {
+      this.#scheduleReceipt();
+    }
+  }
+
+  #receiptShown() {
+    this.#stopReceipt();
+    this.#announced = "";
+    this.#announce(`${this.#t("receiptTitle")}. ${this.#t("lottery")}: ${this.#payment.ebarimt.lottery || ""}`);
+    this.#emit("qpay:receipt", { ebarimt: this.#payment.ebarimt, payment: this.#payment });
+  }
+
+  #receiptLater() {
+    this.#stopReceipt();
+    if (this.#receipt !== "waiting") return;
+    this.#receipt = "later";
+    this.#renderReceipt();
   }
 
   #emit(type, detail) {
@@ -707,6 +865,22 @@ export class QPayCheckoutElement extends HTMLElement {
     ui.pay = h("div", { class: "pay" }, ui.banks, ui.qr);
 
     ui.result = h("p", { class: "result", tabindex: "-1", hidden: true });
+    ui.receiptTitle = h("h3", { id: "receipt-title" });
+    ui.receiptQr = h("div", { class: "receipt-code" });
+    ui.receiptHint = h("p", { class: "hint receipt-hint" });
+    ui.lotteryLabel = h("span", { class: "label" });
+    ui.lotteryValue = h("span", { class: "lottery", part: "lottery" });
+    ui.lottery = h("p", { class: "lottery-row" }, ui.lotteryLabel, h("br"), ui.lotteryValue);
+    ui.receiptNote = h("p", { class: "receipt-note label" });
+    ui.receipt = h(
+      "section",
+      { class: "receipt", part: "receipt", "aria-labelledby": "receipt-title", hidden: true },
+      ui.receiptTitle,
+      ui.receiptQr,
+      ui.receiptHint,
+      ui.lottery,
+      ui.receiptNote,
+    );
     ui.cancelButton = h("button", { type: "button", class: "secondary cancel", part: "cancel" });
     ui.backLink = h("a", { class: "back", part: "back", hidden: true });
     ui.actions = h("div", { class: "actions" }, ui.cancelButton, ui.backLink);
@@ -735,6 +909,7 @@ export class QPayCheckoutElement extends HTMLElement {
       ui.countdown,
       ui.pay,
       ui.result,
+      ui.receipt,
       ui.actions,
       ui.live,
       ui.dialog,
@@ -820,6 +995,8 @@ export class QPayCheckoutElement extends HTMLElement {
     ui.cancelButton.hidden = !open;
     ui.cancelButton.disabled = this.#cancelling;
 
+    this.#renderReceipt();
+
     const returnUrl = safeReturnUrl(this.getAttribute("return-url"));
     ui.backLink.hidden = !returnUrl;
     if (returnUrl) ui.backLink.href = returnUrl;
@@ -862,6 +1039,33 @@ export class QPayCheckoutElement extends HTMLElement {
         );
       }),
     );
+  }
+
+  #renderReceipt() {
+    const ui = this.#ui;
+    if (!ui) return;
+    const state = this.#receipt;
+    ui.receipt.hidden = !state;
+    ui.receipt.dataset.state = state || "none";
+    if (!state) return;
+    ui.receiptTitle.textContent = this.#t("receiptTitle");
+    const shown = state === "shown";
+    ui.receiptQr.hidden = !shown;
+    ui.receiptHint.hidden = !shown;
+    ui.lottery.hidden = !shown || !this.#payment.ebarimt.lottery;
+    ui.receiptNote.hidden = shown;
+    ui.receiptNote.textContent = state === "waiting" ? this.#t("receiptPending") : this.#t("receiptLater");
+    if (!shown) return;
+    const ebarimt = this.#payment.ebarimt;
+    ui.receiptHint.textContent = this.#t("receiptHint");
+    ui.lotteryLabel.textContent = this.#t("lottery");
+    ui.lotteryValue.textContent = ebarimt.lottery || "";
+    // Drawn once per receipt and language (the label is read out by screen readers).
+    const key = `${this.language}|${ebarimt.qr_data}`;
+    if (this.#receiptKey !== key) {
+      this.#receiptKey = key;
+      ui.receiptQr.replaceChildren(receiptQr(String(ebarimt.qr_data), this.#t("receiptAlt")));
+    }
   }
 
   #renderCountdown() {
