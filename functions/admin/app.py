@@ -57,8 +57,8 @@ def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
     "/admin/payments",
     summary="List payments (operators)",
     description=SCOPE_NOTE + "Newest first, by status, Ebarimt receipt status, user and creation time "
-    "(`from`/`to`, ISO 8601, inclusive; a date means the whole day in UTC); cursor-paged; read from "
-    "an index, never a Scan.",
+    "(`from`/`to`, ISO 8601, inclusive; a date means the whole day in UTC; `from` after `to` is 400 "
+    "`from_after_to`); cursor-paged; read from an index, never a Scan.",
     security=SECURITY,
     responses={**_ok(AdminPaymentList, "A page of sessions"), **error_responses(400, 401, 403, 500)},
 )
@@ -210,7 +210,8 @@ def requeue_ebarimt(
     "/admin/summary",
     summary="Summarise payments (operators)",
     description=SCOPE_NOTE + "Sessions created between `from` and `to` (default: the last 24 hours): "
-    "counts and sums by status, cancellation, expiry and late-payment rates, Ebarimt outcomes.",
+    "counts and sums by status, cancellation, expiry and late-payment rates, Ebarimt outcomes; `from` "
+    "after `to` is 400 `from_after_to`.",
     security=SECURITY,
     responses={**_ok(AdminSummaryView, "The summary"), **error_responses(400, 401, 403, 500)},
 )

@@ -4,8 +4,8 @@ sends them to the local stack over HTTP.
 
 One allowance, and only one: a schema-valid request may be refused with 400 for a rule that spans
 fields, which JSON Schema cannot state (items summing to the amount, metadata's 4 KB, a cursor
-this API did not issue). Such a refusal must name that rule in `details[].type`; every other
-failure, a 5xx above all, fails the suite.
+this API did not issue, a `from` after `to`). Such a refusal must name that rule in
+`details[].type`; every other failure, a 5xx above all, fails the suite.
 
 Schema-valid cases are adjusted in two ways before they are sent, so that they reach the service
 instead of stopping at that allowance or at an Idempotency-Key 409: the amount is made the items'
@@ -168,6 +168,7 @@ def test_the_fuzzer_reached_every_operation_and_got_real_answers():
         "POST /admin/payments/{session_id}/reconcile",
         "POST /admin/payments/{session_id}/republish",
         "POST /admin/payments/{session_id}/refund",
+        "POST /admin/payments/{session_id}/ebarimt",
         "GET /admin/summary",
     }
     assert ANSWERS["POST /payments"][201] > 0, ANSWERS["POST /payments"]

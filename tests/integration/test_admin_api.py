@@ -122,6 +122,13 @@ class TestListing:
         assert status == 400
         assert answer["error"]["code"] == "VALIDATION_ERROR"
 
+    @pytest.mark.parametrize("path", ["/admin/payments", "/admin/summary"])
+    def test_a_window_ending_before_it_starts_names_the_rule(self, live_aws, sim, path):
+        status, answer = admin("GET", path, query={"from": "2026-12-02", "to": "2026-12-01"})
+
+        assert (status, answer["error"]["code"]) == (400, "VALIDATION_ERROR")
+        assert [detail["type"] for detail in answer["error"]["details"]] == ["from_after_to"]
+
     def test_a_cursor_of_another_filter_or_of_the_users_listing_is_refused(self, live_aws, sim):
         for _ in range(3):
             create_payment(100)

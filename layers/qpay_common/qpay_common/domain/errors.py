@@ -32,6 +32,15 @@ class InvalidCursor(InvalidRequest):
         super().__init__(message, [{"loc": ["query", "cursor"], "msg": message, "type": self.detail_type}])
 
 
+class InvertedWindow(InvalidRequest):
+    # A rule across two query parameters, which JSON Schema cannot state: named in details[].type.
+    detail_type = "from_after_to"
+
+    def __init__(self) -> None:
+        message = "`from` must not be after `to`"
+        super().__init__(message, [{"loc": ["query", "from"], "msg": message, "type": self.detail_type}])
+
+
 class PayloadTooLarge(PaymentError):
     code = "PAYLOAD_TOO_LARGE"
 

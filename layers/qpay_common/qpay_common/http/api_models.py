@@ -5,13 +5,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from qpay_common.domain.errors import InvalidCursor
+from qpay_common.domain.errors import InvalidCursor, InvertedWindow
 from qpay_common.domain.payment_request import ITEMS_TOTAL_MISMATCH, METADATA_TOO_LARGE
 from qpay_common.domain.session import NO_RECEIPT, PaymentSession, PaymentStatus, ReceiptState
 
 # Error types of rules that span fields, which no JSON Schema can state; clients (and the
 # contract tests) tell them apart by `details[].type`.
-CROSS_FIELD_RULES = frozenset({ITEMS_TOTAL_MISMATCH, METADATA_TOO_LARGE, InvalidCursor.detail_type})
+CROSS_FIELD_RULES = frozenset(
+    {ITEMS_TOTAL_MISMATCH, METADATA_TOO_LARGE, InvalidCursor.detail_type, InvertedWindow.detail_type}
+)
 
 
 class DeeplinkOut(BaseModel):

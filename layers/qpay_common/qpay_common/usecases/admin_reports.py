@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from qpay_common.clock import SYSTEM_CLOCK, Clock
-from qpay_common.domain.errors import InvalidRequest
+from qpay_common.domain.errors import InvertedWindow
 from qpay_common.domain.listing import LISTED_STATUSES, SessionFilter, every_session, list_page
 from qpay_common.domain.session import EbarimtStatus, PaymentSession, PaymentStatus, iso
 from qpay_common.domain.store import SessionStore
@@ -127,7 +127,7 @@ class AdminReports:
 
 def _window(created_from: datetime | None, created_to: datetime | None) -> tuple[str | None, str | None]:
     if created_from is not None and created_to is not None and created_from > created_to:
-        raise InvalidRequest("`from` must not be after `to`")
+        raise InvertedWindow()
     return (
         iso(created_from) if created_from is not None else None,
         iso(created_to) if created_to is not None else None,
