@@ -81,6 +81,12 @@ class RuntimeSettings:
     iam: bool = True
     # Where the calls each function made are written when the runtime stops (make iam-unused).
     iam_usage_dir: Path | None = None
+    # AWS faults (local/aws_faults.py): the rules file every execution environment reads.
+    faults_file: Path | None = None
+    # The share of invocations, per function ("*": any), whose environment is killed at a random
+    # point (LOCAL_LAMBDA_KILLS), as an out-of-memory kill or a crash ends one in Lambda: the
+    # stack writes them into the faults file as Kill rules.
+    kill_rates: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -94,7 +100,25 @@ class RuntimeSettings:
             idle_seconds=float(idle_seconds),
             iam=iam,
             iam_usage_dir=Path(usage_dir) if usage_dir else None,
+            kill_rates=kill_rates(env.get("LOCAL_LAMBDA_KILLS", "")),
         )
+
+
+def kill_rates(value: str) -> dict[str, float]:
+    """LOCAL_LAMBDA_KILLS: a share for every function (0.05), or JSON per function
+    ({"CreatePaymentFunction": 0.2, "*": 0.01}); ValueError naming the variable otherwise."""
+    text = value.strip()
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"LOCAL_LAMBDA_KILLS must be a number or a JSON object, got {text!r}") from None
+    rates = parsed if isinstance(parsed, dict) else {"*": parsed}
+    for name, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"LOCAL_LAMBDA_KILLS: the rate of {name} must be a number from 0 to 1")
+    return {str(name): float(rate) for name, rate in rates.items()}
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float]) -> float:
@@ -716,7 +740,11 @@ class FunctionRuntime:
         self, function: FunctionSpec, layer_paths: list[Path]
     ) -> Callable[[], ExecutionEnvironment]:
         def environment() -> dict[str, str]:
-            return {**self.environment_for(function), **lambda_environment(function)}
+            # The worker's own variable: it removes it before the handler is imported.
+            faults = {}
+            if self.settings.faults_file is not None:
+                faults["_LOCAL_AWS_FAULTS_FILE"] = str(self.settings.faults_file)
+            return {**self.environment_for(function), **lambda_environment(function), **faults}
 
         if function.snap_start:
             snapshot = Snapshot(

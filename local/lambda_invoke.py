@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from local.aws_faults import FaultSpecError, parse_rules, write_rules
 from local.functions import FunctionRuntime, Throttled
 from local.http_server import BackgroundServer, BodyTooLarge, LocalRequestHandler
 from local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION
@@ -70,8 +71,56 @@ def service_error(
     return status, {"Type": "User", "Message": message}, [("x-amzn-ErrorType", error_type)]
 
 
+# The local stack's own control route (not Lambda's API): the AWS faults of local/aws_faults.py.
+FAULTS_PATH = "/_local/aws-faults"
+
+
 class _InvokeRequestHandler(LocalRequestHandler):
     max_body_bytes = SYNC_PAYLOAD_LIMIT
+
+    def _faults_file(self) -> Any:
+        api: LambdaInvokeApi = self.server.app
+        return api.runtime.settings.faults_file
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path != FAULTS_PATH or self._faults_file() is None:
+            self.send_json(
+                *service_error(404, "UnknownOperationException", f"No operation at {self.path}")[:2]
+            )
+            return
+        self.send_json(200, {"rules": json.loads(self._faults_file().read_text())})
+
+    def do_PUT(self) -> None:
+        api: LambdaInvokeApi = self.server.app
+        if urlsplit(self.path).path != FAULTS_PATH or self._faults_file() is None:
+            self._discard_body()
+            self.send_json(
+                *service_error(404, "UnknownOperationException", f"No operation at {self.path}")[:2]
+            )
+            return
+        try:
+            document = json.loads(self.read_body() or b"[]")
+            rules = parse_rules(document, functions=set(api.runtime.template.functions))
+        except BodyTooLarge:
+            self.reply_too_large()
+            return
+        except (UnicodeDecodeError, json.JSONDecodeError, FaultSpecError) as error:
+            message = str(error) if isinstance(error, FaultSpecError) else "the body is not JSON"
+            self.send_json(400, {"error": message})
+            return
+        write_rules(self._faults_file(), rules)
+        logger.info("AWS faults now: %s", [rule.as_json() for rule in rules] or "none")
+        self.send_json(200, {"rules": [rule.as_json() for rule in rules]})
+
+    def do_DELETE(self) -> None:
+        if urlsplit(self.path).path != FAULTS_PATH or self._faults_file() is None:
+            self.send_json(
+                *service_error(404, "UnknownOperationException", f"No operation at {self.path}")[:2]
+            )
+            return
+        write_rules(self._faults_file(), [])
+        logger.info("AWS faults cleared")
+        self.send_json(200, {"rules": []})
 
     def reply_too_large(self) -> None:
         self.close_connection = True

@@ -37,6 +37,7 @@ import importlib.util
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -148,6 +149,75 @@ def _iam_guard(policy_json: str | None) -> Any:
     return guard
 
 
+def _aws_faults() -> Any:
+    """With _LOCAL_AWS_FAULTS_FILE set, load local/aws_faults.py by its path and hook its injector
+    into botocore (after IAM's guard), before the handler can build a client."""
+    path = os.environ.pop("_LOCAL_AWS_FAULTS_FILE", "")
+    if not path:
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "_local_aws_faults", os.path.join(os.path.dirname(__file__), "aws_faults.py")
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError("local/aws_faults.py is missing")
+    faults = importlib.util.module_from_spec(spec)
+    sys.modules["_local_aws_faults"] = faults
+    spec.loader.exec_module(faults)
+    injector = faults.Injector(
+        os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function"),
+        faults.Path(path),
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    faults.install(injector)
+    return injector
+
+
+# A killed invocation dies at a random point within its expected length: this environment's
+# typical invocation (a moving average), this long until it has served one.
+FIRST_INVOCATION_GUESS_S = 0.25
+
+
+class _Killer:
+    """Kill rules (LOCAL_LAMBDA_KILLS, or PUT /_local/aws-faults): at their rate, an invocation's
+    environment is killed (SIGKILL, no clean-up, as an out-of-memory kill or a crash ends it in
+    Lambda) at a random point in it."""
+
+    def __init__(self, injector: Any) -> None:
+        self.injector = injector
+        self._random = random.SystemRandom()
+        self._timer: threading.Timer | None = None
+        self._typical_s = FIRST_INVOCATION_GUESS_S
+        self._started = 0.0
+
+    def arm(self, remaining_ms: int) -> None:
+        self._started = time.monotonic()
+        if self.injector is None or self.injector.fault_for("lambda", "Invoke") != "Kill":
+            return
+        delay = self._random.uniform(0, min(self._typical_s, remaining_ms / 1000))
+        self._timer = threading.Timer(delay, self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._typical_s = 0.7 * self._typical_s + 0.3 * (time.monotonic() - self._started)
+
+    @staticmethod
+    def _kill() -> None:
+        print(
+            "[LOCAL] execution environment killed mid-invocation (LOCAL_LAMBDA_KILLS)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# This environment's killer (main sets it; a SnapStart fork inherits it with the snapshot).
+_KILLER = _Killer(None)
+
+
 def _sender(stream: Any) -> Any:
     lock = threading.Lock()
 
@@ -181,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     guard = _iam_guard(args.iam_policy)
+    global _KILLER
+    _KILLER = _Killer(_aws_faults())
     if args.snapshot_fd is not None:
         control = socket.socket(fileno=args.snapshot_fd)
         send = _sender(control.makefile("wb"))
@@ -283,15 +355,19 @@ def _serve(requests_in: Any, send: Any, handler: Any, guard: Any, function_arn: 
         request_id = message.get("request_id") or str(uuid.uuid4())
         # Powertools and the X-Ray SDK read the trace header from here, as in Lambda.
         os.environ["_X_AMZN_TRACE_ID"] = message.get("trace_id") or ""
-        context = LambdaContext(request_id, int(message.get("remaining_ms", 3000)), function_arn)
+        remaining_ms = int(message.get("remaining_ms", 3000))
+        context = LambdaContext(request_id, remaining_ms, function_arn)
+        _KILLER.arm(remaining_ms)
         try:
             value = handler(message.get("event"), context)
         except Exception as error:
             log_error(error)
             send({"type": "error", "error": error_document(error, request_id), **report()})
+            _KILLER.disarm()
             continue
         try:
             send({"type": "result", "value": value, **report()})
+            _KILLER.disarm()
         except (TypeError, ValueError) as error:
             marshal = {
                 "errorMessage": f"Unable to marshal response: {error}",
@@ -300,6 +376,7 @@ def _serve(requests_in: Any, send: Any, handler: Any, guard: Any, function_arn: 
                 "stackTrace": [],
             }
             send({"type": "error", "error": marshal, **report()})
+            _KILLER.disarm()
     return 0
 
 

@@ -14,10 +14,13 @@ own, the stack stops everything and exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +29,7 @@ from types import FrameType
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.aws_faults import kill_rules, load_spec, write_rules
 from local.dynamodb_local import REPO_ROOT, DynamoDBLocal
 from local.endpoints import LocalPorts, port_is_free
 from local.environment import build_function_environment, child_process_environment
@@ -170,10 +174,21 @@ class LocalStack:
         shell = dict(os.environ)
         self._start_simulator(self._simulator_credentials(template, shell))
 
+        # AWS's faults (LOCAL_AWS_FAULTS), refused here if malformed; PUT /_local/aws-faults on the
+        # invoke API changes them while the stack runs. One file per stack: stacks may run side by side.
+        fault_rules = load_spec(os.environ.get("LOCAL_AWS_FAULTS", ""), functions=set(template.functions))
+        unknown = set(runtime_settings.kill_rates) - {"*"} - set(template.functions)
+        if unknown:
+            raise LocalStackError(
+                f"LOCAL_LAMBDA_KILLS: no function {', '.join(sorted(unknown))} in the template"
+            )
+        fault_rules += kill_rules(runtime_settings.kill_rates)
+        faults_file = Path(tempfile.mkdtemp(prefix="qpay-local-faults-")) / "aws-faults.json"
+        write_rules(faults_file, fault_rules)
         self.runtime = FunctionRuntime(
             template,
             environment_for=lambda function: build_function_environment(function, self.ports, shell),
-            settings=runtime_settings,
+            settings=dataclasses.replace(runtime_settings, faults_file=faults_file),
         )
         write_sam_env_file(
             self.sam_env_file,
@@ -263,6 +278,9 @@ class LocalStack:
         for child in (self.simulator, self.moto, self.dynamodb):
             if child is not None:
                 child.stop()
+        faults_file = self.runtime.settings.faults_file if self.runtime is not None else None
+        if faults_file is not None:
+            shutil.rmtree(faults_file.parent, ignore_errors=True)
 
     def banner(self) -> str:
         assert self.template is not None
@@ -402,7 +420,7 @@ def run(stack: LocalStack) -> int:
             BotoCoreError,
             ClientError,
             OSError,
-            ValueError,
+            ValueError,  # FaultSpecError (LOCAL_AWS_FAULTS) among them
         ) as error:
             logger.error("the local stack cannot start: %s", error)
             stack.stop()

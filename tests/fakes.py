@@ -252,6 +252,8 @@ class FakeQPay:
         self.receipt_status: dict[str, str] = {}
         # Run while a call is in flight (before QPay answers it): races in one thread.
         self.during: dict[str, Callable[[], Any]] = {}
+        # Run once QPay has done what the call asked, before it answers (a caller dying then).
+        self.after: dict[str, Callable[[], Any]] = {}
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -264,12 +266,19 @@ class FakeQPay:
 
     def create_invoice(self, request: Any) -> Invoice:
         self._call("create_invoice")
+        if any(
+            invoice["sender_invoice_no"] == request.sender_invoice_no for invoice in self.invoices.values()
+        ):
+            raise QPayRejected("duplicate", status=400, code="SENDER_INVOICE_NO_DUPLICATED")
         invoice_id = f"inv-{len(self.invoices) + 1}"
         self.invoices[invoice_id] = {
             "amount": request.amount,
             "status": "OPEN",
             "callback_url": request.callback_url,
+            "sender_invoice_no": request.sender_invoice_no,
         }
+        if "create_invoice" in self.after:
+            self.after.pop("create_invoice")()
         return Invoice(invoice_id=invoice_id, qr_text=f"qr-{invoice_id}", qr_image="iVBOR", urls=[])
 
     def get_invoice(self, invoice_id: str) -> InvoiceDetails:

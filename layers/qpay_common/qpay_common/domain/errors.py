@@ -120,6 +120,11 @@ class EventBusUnavailable(PaymentError):
 class IdempotencyConflict(PaymentError):
     code = "IDEMPOTENCY_CONFLICT"
 
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        # Set while the first request could still be running: when to try again (Retry-After).
+        self.retry_after_seconds = retry_after_seconds
+
 
 class QPayUnavailable(PaymentError):
     """QPay failed (after retries, where retrying is safe); nothing was left half-written."""
@@ -128,7 +133,12 @@ class QPayUnavailable(PaymentError):
 
 
 class StaleSession(Exception):
-    """A conditional write lost a race: the session is no longer in the expected state/version."""
+    """A conditional write lost a race: the session is no longer in the expected state/version,
+    or (`in_flight`) another write, a DynamoDB transaction, held it at that moment."""
+
+    def __init__(self, session_id: str = "", *, in_flight: bool = False) -> None:
+        super().__init__(session_id)
+        self.in_flight = in_flight
 
 
 class DuplicateSettlement(Exception):

@@ -140,7 +140,11 @@ def build_resolver(
 
     @app.exception_handler(PaymentError)
     def _payment_error(exc: PaymentError) -> Response[Any]:
-        return _json_error(status_for(exc), exc.code, exc.message, exc.details)
+        response = _json_error(status_for(exc), exc.code, exc.message, exc.details)
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(ConfigurationError)
     def _misconfigured(exc: ConfigurationError) -> Response[Any]:

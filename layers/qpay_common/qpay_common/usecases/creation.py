@@ -2,16 +2,31 @@
 
 A CREATING session is written first and becomes PENDING only with its invoice, so no session a
 client can see lacks an invoice; if QPay fails, the CREATING one is deleted (or purged by TTL).
+
+An Idempotency-Key is claimed (cache item `idem#<user>#<key>`) before anything is created, with
+the same semantics as Powertools' idempotency utility, written here on the cache port because the
+utility would add its own DynamoDB client and ~0.1 s of imports to the create function's cold
+start: the claim is "in progress" only until the claiming invocation's deadline. A retry with the
+same key and body gets the session once it exists; 409 with Retry-After while the first request
+could still be running; and after that (the first invocation was killed or timed out) it takes the
+claim over, once (a conditional delete on the claim's tag), and creates the session under the same
+session id, so QPay (which refuses a second invoice with the same `sender_invoice_no`) never holds
+two invoices for one key.
 """
 
 import contextlib
 import hashlib
 import json
+import math
+import secrets
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
-from qpay_common.adapters.qpay.errors import QPayError
+from qpay_common import deadlines
+from qpay_common.adapters.qpay.codes import QPayErrorCode
+from qpay_common.adapters.qpay.errors import QPayError, QPayRejected
 from qpay_common.adapters.qpay.models import InvoiceRequest
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain.callback_token import callback_url
@@ -19,7 +34,7 @@ from qpay_common.domain.errors import (
     ConfigurationError,
     IdempotencyConflict,
     QPayUnavailable,
-    SessionNotFound,
+    StaleSession,
 )
 from qpay_common.domain.payment_request import CreatePaymentRequest
 from qpay_common.domain.session import (
@@ -34,9 +49,19 @@ from qpay_common.domain.store import SessionStore
 from qpay_common.observability import count, logger
 from qpay_common.settings import Settings
 from qpay_common.usecases.ports import Cache, QPay, WebhookKeySource
+from qpay_common.usecases.races import MAX_RACE_RETRIES, wait_for_in_flight
 
 # A session that never got its invoice is purged by TTL even if deleting it failed.
 UNFINISHED_PURGE_DAYS = 1
+# How long a claim stays "in progress" when no invocation deadline is known (tests, tools): the
+# create function's Timeout (template.yaml: 29 s), rounded up.
+CLAIM_SECONDS_WITHOUT_DEADLINE = 30
+# Added to the invocation's deadline: its last write may land just after it.
+CLAIM_SLACK_SECONDS = 2
+
+
+class _InvoiceOfADeadCreate(Exception):
+    """QPay already holds an invoice for this session id: the create that died reached QPay."""
 
 
 class PaymentCreation:
@@ -72,27 +97,86 @@ class PaymentCreation:
             json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
         ).hexdigest()
         session_id = new_session_id()
-        expires_at = self._clock.epoch() + self._settings.idempotency_ttl_hours * 3600
-        claimed = {"fingerprint": fingerprint, "session_id": session_id}
-        if self._cache.put_if_absent(key, claimed, expires_at=expires_at):
-            try:
-                return self._create(user_id, request, callback_base_url, session_id), True
-            except Exception:
-                # Nothing usable was created, so the same key may be retried (the key's TTL
-                # frees it anyway if this delete fails too).
-                with contextlib.suppress(Exception):
-                    self._cache.delete(key)
-                raise
+        if self._claim(key, fingerprint, session_id):
+            return self._create_claimed(key, user_id, request, callback_base_url, session_id), True
         found = self._cache.get(key)
         if found is None:
-            raise IdempotencyConflict("a request with this Idempotency-Key just finished; retry it")
-        earlier = found[0]
+            raise IdempotencyConflict(
+                "a request with this Idempotency-Key just finished; retry it", retry_after_seconds=1
+            )
+        earlier, earlier_tag = found
         if earlier.get("fingerprint") != fingerprint:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        earlier_id = str(earlier.get("session_id"))
+        existing = self._store.get(earlier_id)
+        if existing is not None and existing.status != PaymentStatus.CREATING:
+            return existing, False
+        # Claims written before they carried a deadline stay in progress until their TTL.
+        until = float(earlier.get("in_progress_until") or math.inf)
+        now = self._clock.epoch()
+        if now < until:
+            raise IdempotencyConflict(
+                "a request with this Idempotency-Key is still in progress; retry it",
+                retry_after_seconds=max(
+                    1, math.ceil(until - now) if until != math.inf else CLAIM_SECONDS_WITHOUT_DEADLINE
+                ),
+            )
+        # The first request's invocation is over and left no session: it was killed or timed out.
+        # One retry takes its claim over (the tag condition), under the same session id.
+        if not self._cache.delete(key, tag=earlier_tag) or not self._claim(key, fingerprint, earlier_id):
+            raise IdempotencyConflict(
+                "a request with this Idempotency-Key is still in progress; retry it", retry_after_seconds=1
+            )
+        count("IdempotencyTakeover")
+        logger.warning(
+            "Took over the Idempotency-Key of an invocation that died", extra={"session_id": earlier_id}
+        )
+        if existing is not None:
+            self._discard_unfinished(existing)
         try:
-            return self._store.find(str(earlier.get("session_id"))), False
-        except SessionNotFound:
-            raise IdempotencyConflict("a request with this Idempotency-Key is still in progress") from None
+            return self._create_claimed(key, user_id, request, callback_base_url, earlier_id), True
+        except _InvoiceOfADeadCreate:
+            # The dead create's invoice reached QPay, but its answer (the QR) never reached anyone,
+            # and QPay offers no lookup by sender_invoice_no to cancel it. The client still gets
+            # one session, under a new id; the orphan is counted for an operator.
+            count("IdempotencyOrphanInvoice")
+            logger.error("QPay holds an invoice of a create that died", extra={"session_id": earlier_id})
+            replacement = new_session_id()
+            claim, expires_at = self._claim_item(fingerprint, replacement)
+            self._cache.put(key, claim, expires_at=expires_at, tag=secrets.token_hex(8))
+            return self._create_claimed(key, user_id, request, callback_base_url, replacement), True
+
+    def _claim(self, key: str, fingerprint: str, session_id: str) -> bool:
+        """Claim `key` for this invocation: in progress until its deadline, remembered for the TTL."""
+        claim, expires_at = self._claim_item(fingerprint, session_id)
+        return self._cache.put_if_absent(key, claim, expires_at=expires_at, tag=secrets.token_hex(8))
+
+    def _claim_item(self, fingerprint: str, session_id: str) -> tuple[dict[str, Any], float]:
+        now = self._clock.epoch()
+        left = deadlines.seconds_left()
+        running_for = (
+            CLAIM_SECONDS_WITHOUT_DEADLINE if left is None else left + deadlines.ANSWER_MARGIN_SECONDS
+        )
+        claim: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "session_id": session_id,
+            "in_progress_until": math.ceil(now + running_for + CLAIM_SLACK_SECONDS),
+        }
+        return claim, now + self._settings.idempotency_ttl_hours * 3600
+
+    def _create_claimed(
+        self, key: str, user_id: str, request: CreatePaymentRequest, callback_base_url: str, session_id: str
+    ) -> PaymentSession:
+        try:
+            return self._create(user_id, request, callback_base_url, session_id)
+        except _InvoiceOfADeadCreate:
+            raise  # the claim stays ours: the caller creates under another id
+        except Exception:
+            # Nothing usable was created, so the same key may be retried (the key's TTL
+            # frees it anyway if this delete fails too).
+            with contextlib.suppress(Exception):
+                self._cache.delete(key)
+            raise
 
     def _create(
         self, user_id: str, request: CreatePaymentRequest, callback_base_url: str, session_id: str
@@ -118,13 +202,20 @@ class PaymentCreation:
         logger.append_keys(session_id=session_id)
         try:
             invoice = self._qpay.create_invoice(invoice_request)
+        except QPayRejected as exc:
+            self._discard_unfinished(session)
+            if exc.code == QPayErrorCode.SENDER_INVOICE_NO_DUPLICATED:
+                raise _InvoiceOfADeadCreate(session_id) from None
+            raise QPayUnavailable(
+                "QPay could not create the invoice; nothing was charged, try again"
+            ) from None
         except QPayError:
             self._discard_unfinished(session)
             raise QPayUnavailable(
                 "QPay could not create the invoice; nothing was charged, try again"
             ) from None
         try:
-            session = self._store.activate(
+            session = self._activate(
                 session,
                 {
                     "invoice_id": invoice.invoice_id,
@@ -133,7 +224,6 @@ class PaymentCreation:
                     "short_url": invoice.short_url,
                     "deeplinks": [link.model_dump() for link in invoice.urls],
                 },
-                self._clock.now(),
             )
         except Exception:
             # Nobody was shown this invoice's QR; cancel it so nothing payable is left without a
@@ -147,6 +237,18 @@ class PaymentCreation:
             "Payment session created", extra={"invoice_id": invoice.invoice_id, "amount": session.amount}
         )
         return session
+
+    def _activate(self, session: PaymentSession, invoice: dict[str, Any]) -> PaymentSession:
+        """CREATING -> PENDING. Nothing else writes a CREATING session, so only a write that met
+        an in-flight DynamoDB transaction can lose here: it is tried again, a bounded number of times."""
+        for attempt in range(1, MAX_RACE_RETRIES + 1):
+            try:
+                return self._store.activate(session, invoice, self._clock.now())
+            except StaleSession as lost:
+                if not lost.in_flight or attempt == MAX_RACE_RETRIES:
+                    raise
+                wait_for_in_flight(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _invoice_request(
         self, session_id: str, request: CreatePaymentRequest, callback_base_url: str
@@ -170,5 +272,7 @@ class PaymentCreation:
     def _discard_unfinished(self, session: PaymentSession) -> None:
         try:
             self._store.delete_unfinished(session)
+        except StaleSession:
+            pass  # gone already, or no longer CREATING: nothing of ours to discard
         except Exception:  # noqa: BLE001 - purge_at removes it anyway; the 502 matters more
             logger.exception("Could not delete the unfinished session; TTL will purge it")

@@ -11,7 +11,13 @@ from qpay_common.adapters.qpay.errors import QPayError
 from qpay_common.adapters.qpay.models import PaymentCheck
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.domain.callback_token import is_valid_callback_token
-from qpay_common.domain.errors import EventPublishError, QPayUnavailable, StaleSession, Unauthorized
+from qpay_common.domain.errors import (
+    DuplicateSettlement,
+    EventPublishError,
+    QPayUnavailable,
+    StaleSession,
+    Unauthorized,
+)
 from qpay_common.domain.session import (
     AMOUNT_MISMATCH,
     Order,
@@ -118,7 +124,10 @@ class Settlement:
             if current.order_id is None:
                 self._fault("before_order", current)
                 order = self._order_for(current)
-                current = self._store.record_fulfilment(current, order, lease_until=lease_until, now=now)
+                try:
+                    current = self._store.record_fulfilment(current, order, lease_until=lease_until, now=now)
+                except DuplicateSettlement:
+                    return self._settled_elsewhere(current)
             else:
                 if current.emit_lease_until is not None and current.emit_lease_until > now.timestamp():
                     return current  # another worker is publishing right now
@@ -136,6 +145,18 @@ class Settlement:
             return self._mark_processed(current)
 
         return retry_races(self._store, session, fulfil_once)
+
+    def _settled_elsewhere(self, session: PaymentSession) -> PaymentSession:
+        """A QPay payment id of this session is already settled against another order: no retry
+        can fulfil it, and a second order for the same money must never be made. The session stays
+        PAID (its money is real, reconcile's backoff keeps it visible) and an operator is paged;
+        QPay's callback is still answered, since calling again cannot change it."""
+        count("DuplicateSettlement")
+        logger.error(
+            "A payment of this session is settled against another order; not fulfilled",
+            extra={"payment_ids": session.payment_ids},
+        )
+        return session
 
     def _mark_processed(self, session: PaymentSession) -> PaymentSession:
         processed = self._store.mark_processed(session, self._clock.now())

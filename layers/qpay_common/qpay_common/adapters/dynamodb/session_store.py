@@ -19,11 +19,20 @@ from qpay_common.domain.work_queues import WorkQueue
 from qpay_common.settings import Settings
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# A plain write to an item an in-flight transaction holds (the fulfilment transaction, against a
+# duplicate callback's write, a status poll's or a lease bump). botocore does not retry it: it is
+# a lost race like a failed condition, told apart so the retry waits a little (races.py).
+TRANSACTION_CONFLICT = "TransactionConflictException"
 JSON_FIELDS = ("items", "metadata", "ebarimt_overrides", "deeplinks", "refund", "ebarimt_answer")
 
 
 def _lost_race(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
+    return getattr(exc, "cause_response_code", None) in (CONDITION_FAILED, TRANSACTION_CONFLICT)
+
+
+def _stale(session_id: str, exc: Exception) -> StaleSession:
+    in_flight = getattr(exc, "cause_response_code", None) == TRANSACTION_CONFLICT
+    return StaleSession(session_id, in_flight=in_flight)
 
 
 class DynamoDBSessionStore(SessionStore):
@@ -176,7 +185,7 @@ class DynamoDBSessionStore(SessionStore):
             item.save(condition=self._sessions.session_id.does_not_exist())
         except PutError as exc:
             if _lost_race(exc):
-                raise StaleSession(session.session_id) from None
+                raise _stale(session.session_id, exc) from None
             raise
         return self._to_session(item)
 
@@ -186,7 +195,7 @@ class DynamoDBSessionStore(SessionStore):
             item.delete(condition=self._sessions.status == PaymentStatus.CREATING.value)
         except DeleteError as exc:
             if _lost_race(exc):
-                raise StaleSession(session.session_id) from None
+                raise _stale(session.session_id, exc) from None
             raise
 
     def record_fulfilment(
@@ -231,7 +240,9 @@ class DynamoDBSessionStore(SessionStore):
             if not session_moved and any(code == "ConditionalCheckFailed" for code in reasons[1:-1]):
                 raise DuplicateSettlement(session.session_id) from None
             if any(reasons):
-                raise StaleSession(session.session_id) from None
+                # TransactionConflict: another write held one of the items; ours may go through next.
+                in_flight = any(code == "TransactionConflict" for code in reasons)
+                raise StaleSession(session.session_id, in_flight=in_flight) from None
             raise
         fresh = self.get(session.session_id)
         if fresh is None:  # pragma: no cover - the transaction just conditioned on it
@@ -250,7 +261,7 @@ class DynamoDBSessionStore(SessionStore):
             item.update(actions=self._actions(changes), condition=condition)
         except UpdateError as exc:
             if _lost_race(exc):
-                raise StaleSession(session.session_id) from None
+                raise _stale(session.session_id, exc) from None
             raise
         return self._to_session(item)
 
