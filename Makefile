@@ -21,7 +21,7 @@ export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 USER ?= alice
 SCOPES ?=
 
-.PHONY: help install run simulator token inspect invoke test lint lint-python lint-full template-lint cfn-lint checkov validate unit integration e2e contract bench openapi build deploy fmt clean iam-unused
+.PHONY: help install run simulator token inspect invoke test lint lint-python lint-full template-lint cfn-lint checkov validate unit integration e2e contract bench chaos openapi build deploy fmt clean iam-unused
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -192,6 +192,9 @@ openapi: $(STAMPS)/venv ## Regenerate functions/openapi/openapi.json from the ha
 
 # The table goes to stdout and, for comparing runs, to .bench/ as Markdown and JSON.
 BENCH_ARGS ?=
+chaos: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Payments under AWS, Lambda and QPay faults, then every invariant checked: CHAOS_PAYMENTS=1000 CHAOS_SEED=...
+	@$(PY) -m local.chaos
+
 bench: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/java ## Benchmarks (<= 10 min): cold starts, latency, calls, token cache, jobs, end to end
 	@mkdir -p .bench
 	@$(PY) -m bench --markdown .bench/latest.md --json .bench/latest.json $(BENCH_ARGS)

@@ -285,7 +285,6 @@ def install(injector: Injector) -> None:
     """Put the injector's handlers in every botocore session this process will create (after
     IAM's, so a refused call is refused before any fault is drawn)."""
     import importlib.abc
-    import importlib.machinery
     import sys
 
     def register(handlers_module: Any) -> None:
@@ -302,7 +301,16 @@ def install(injector: Injector) -> None:
         def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
             if fullname != "botocore.handlers":
                 return None
-            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            # The finders after this one decide the spec: local/iam.py's hook among them, whose
+            # loader then runs inside this one's, so IAM's handlers come first.
+            spec = None
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
             if spec is None or spec.loader is None:
                 return spec
             self._loader = spec.loader

@@ -2,7 +2,8 @@
 
 The URL carries the session id, its HMAC token and the id of the key that made it (`kid`; URLs
 from before key ids have none and verify against every key); the body (if any) is ignored because only
-QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates included.
+QPay's payment check proves a payment. Answers 200 `SUCCESS`, duplicates included, and also when
+DynamoDB is throttled or failing past the SDK's retries (Settlement.handle_callback says why).
 """
 
 from typing import Annotated

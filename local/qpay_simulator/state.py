@@ -12,6 +12,7 @@ import base64
 import hmac
 import json
 import logging
+import random
 import secrets
 import string
 import threading
@@ -65,8 +66,10 @@ _FAULT_RULE_FIELDS = {
     "delay_ms",
     "expires_in",
     "times",
+    "rate",
 }
 _PAYMENT_TYPES = ("P2P", "CARD")
+_FAULT_DRAWS = random.SystemRandom()
 _RECEIVER_TYPES = ("CITIZEN", "COMPANY")
 _LIST_OBJECT_TYPES = ("INVOICE", "MERCHANT", "QR")
 
@@ -154,6 +157,8 @@ class FaultRule:
     delay_ms: int = 0
     expires_in: str | int | None = None
     times: int | None = None
+    # The share of matching calls the rule applies to (a brownout rather than an outage).
+    rate: float = 1.0
 
     @property
     def answers(self) -> bool:
@@ -164,9 +169,8 @@ class FaultRule:
             return False
         if self.method is not None and self.method != method:
             return False
-        if self.path.endswith("*"):
-            return path.startswith(self.path[:-1])
-        return path == self.path
+        matched = path.startswith(self.path[:-1]) if self.path.endswith("*") else path == self.path
+        return matched and (self.rate >= 1 or _FAULT_DRAWS.random() < self.rate)
 
     def token_policy(self) -> TokenPolicy:
         if self.expires_in == "duration":
@@ -213,6 +217,9 @@ class FaultRule:
         times = raw.get("times")
         if times is not None:
             times = _positive_int(times, "rule.times", _invalid)
+        rate = raw.get("rate", 1)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise _invalid("rule.rate must be a number above 0 and at most 1")
         if (status, body, error_form, barimt_status, expires_in) == (None,) * 5 and not delay_ms:
             raise _invalid("a rule needs status, body, error_form, barimt_status, delay_ms or expires_in")
         return cls(
@@ -226,6 +233,7 @@ class FaultRule:
             delay_ms=int(delay_ms),
             expires_in=expires_in,
             times=times,
+            rate=float(rate),
         )
 
 

@@ -191,3 +191,18 @@ def test_a_create_killed_mid_invocation_is_finished_by_a_retry_with_the_same_key
     for orphan in orphans:
         assert stored(stack, orphan["sender_invoice_no"]) == {}
         assert any("QPay holds an invoice of a create that died" in line for line in stack.output)
+
+
+def test_a_create_throttled_past_every_retry_is_a_503_to_repeat_and_the_repeat_succeeds(stack, faults):
+    key = f"order-{uuid.uuid4()}"
+    faults([{"function": "CreatePaymentFunction", "operation": "writes", "fault": "Throttling", "rate": 1.0}])
+
+    refused = create(stack, {"amount": 777}, key)
+    faults([])
+    repeated = create(stack, {"amount": 777}, key)
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert repeated.status_code == 201, repeated.text
+    assert any("[AWS FAULT] Throttling on dynamodb PutItem" in line for line in stack.output)

@@ -161,3 +161,69 @@ class TestWhatTheFlowMakesOfThem:
         assert result.status == PaymentStatus.PAID
         assert world.sessions.orders == {}
         assert world.publisher.published == []
+
+
+class TestStorageCalls:
+    @staticmethod
+    def refusal(code):
+        from pynamodb.exceptions import UpdateError
+
+        return UpdateError(
+            "refused", cause=ClientError({"Error": {"Code": code, "Message": "x"}}, "UpdateItem")
+        )
+
+    def test_a_throttled_call_is_tried_again_then_reported_as_storage_unavailable(self, monkeypatch):
+        from qpay_common.adapters.dynamodb import tables
+        from qpay_common.domain.errors import StorageUnavailable
+
+        monkeypatch.setattr(tables, "STORAGE_RETRY_SECONDS", 0)
+        calls = []
+
+        @tables.storage_call
+        def throttled():
+            calls.append(1)
+            raise self.refusal("ProvisionedThroughputExceededException")
+
+        with pytest.raises(StorageUnavailable) as unavailable:
+            throttled()
+        assert len(calls) == tables.STORAGE_ATTEMPTS
+        assert unavailable.value.retry_after_seconds == 1
+
+    def test_a_call_that_recovers_answers_and_a_refusal_that_is_not_transient_is_raised_as_is(
+        self, monkeypatch
+    ):
+        from pynamodb.exceptions import UpdateError
+
+        from qpay_common.adapters.dynamodb import tables
+
+        monkeypatch.setattr(tables, "STORAGE_RETRY_SECONDS", 0)
+        answers = iter([self.refusal("InternalServerError"), self.refusal("TransactionConflictException")])
+
+        @tables.storage_call
+        def flaky():
+            failure = next(answers, None)
+            if failure is not None:
+                raise failure
+            return "done"
+
+        @tables.storage_call
+        def refused():
+            raise self.refusal("ValidationException")
+
+        assert flaky() == "done"
+        with pytest.raises(UpdateError):
+            refused()
+
+    def test_a_callback_met_by_unavailable_storage_is_left_to_reconcile_not_answered_5xx(self, monkeypatch):
+        from qpay_common.domain.errors import StorageUnavailable
+
+        world = World()
+        session = world.create()
+        world.qpay.pay(session.invoice_id or "", session.amount)
+
+        def unavailable(session_id):
+            raise StorageUnavailable()
+
+        monkeypatch.setattr(world.sessions, "get", unavailable)
+
+        assert world.settlement.handle_callback(session.session_id, world.token(session.session_id)) is None

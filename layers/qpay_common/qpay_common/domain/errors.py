@@ -132,6 +132,17 @@ class QPayUnavailable(PaymentError):
     code = "QPAY_UNAVAILABLE"
 
 
+class StorageUnavailable(PaymentError):
+    """DynamoDB throttled, failed or timed out after the SDK's own retries: nothing was decided,
+    the same request may be repeated (503 with Retry-After)."""
+
+    code = "SERVICE_UNAVAILABLE"
+    retry_after_seconds = 1
+
+    def __init__(self, message: str = "storage is busy; repeat the request") -> None:
+        super().__init__(message)
+
+
 class StaleSession(Exception):
     """A conditional write lost a race: the session is no longer in the expected state/version,
     or (`in_flight`) another write, a DynamoDB transaction, held it at that moment."""

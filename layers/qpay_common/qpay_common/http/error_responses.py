@@ -22,6 +22,7 @@ from qpay_common.domain.errors import (
     RefundNotSupported,
     SessionExpired,
     SessionNotFound,
+    StorageUnavailable,
     Unauthorized,
 )
 
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: dict[type[PaymentError], HTTPStatus] = {
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     QPayUnavailable: HTTPStatus.BAD_GATEWAY,
     EventBusUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    StorageUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 

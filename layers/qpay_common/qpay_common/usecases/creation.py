@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from qpay_common.domain.errors import (
     IdempotencyConflict,
     QPayUnavailable,
     StaleSession,
+    StorageUnavailable,
 )
 from qpay_common.domain.payment_request import CreatePaymentRequest
 from qpay_common.domain.session import (
@@ -58,6 +60,20 @@ UNFINISHED_PURGE_DAYS = 1
 CLAIM_SECONDS_WITHOUT_DEADLINE = 30
 # Added to the invocation's deadline: its last write may land just after it.
 CLAIM_SLACK_SECONDS = 2
+
+
+def _tried_again(write: Callable[[], PaymentSession]) -> PaymentSession:
+    """`write()`, again after a short wait when it met an in-flight DynamoDB transaction or a
+    throttle (a bounded number of times). Nothing but creation writes a CREATING session, so
+    neither is a lost race here."""
+    for attempt in range(1, MAX_RACE_RETRIES + 1):
+        try:
+            return write()
+        except (StaleSession, StorageUnavailable) as lost:
+            if (isinstance(lost, StaleSession) and not lost.in_flight) or attempt == MAX_RACE_RETRIES:
+                raise
+            wait_for_in_flight(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _InvoiceOfADeadCreate(Exception):
@@ -183,22 +199,21 @@ class PaymentCreation:
     ) -> PaymentSession:
         now = self._clock.now()
         invoice_request = self._invoice_request(session_id, request, callback_base_url)
-        session = self._store.create_unfinished(
-            PaymentSession(
-                session_id=session_id,
-                user_id=user_id,
-                status=PaymentStatus.CREATING,
-                amount=request.amount,
-                description=request.description,
-                items=[LineItem(**item.model_dump()) for item in request.items or []],
-                metadata=request.metadata,
-                ebarimt_overrides=request.ebarimt.model_dump(exclude_none=True) if request.ebarimt else None,
-                created_at=iso(now),
-                updated_at=iso(now),
-                expires_at=iso(now + timedelta(minutes=self._settings.session_expiry_minutes)),
-                purge_at=purge_epoch(now, UNFINISHED_PURGE_DAYS),
-            )
+        unfinished = PaymentSession(
+            session_id=session_id,
+            user_id=user_id,
+            status=PaymentStatus.CREATING,
+            amount=request.amount,
+            description=request.description,
+            items=[LineItem(**item.model_dump()) for item in request.items or []],
+            metadata=request.metadata,
+            ebarimt_overrides=request.ebarimt.model_dump(exclude_none=True) if request.ebarimt else None,
+            created_at=iso(now),
+            updated_at=iso(now),
+            expires_at=iso(now + timedelta(minutes=self._settings.session_expiry_minutes)),
+            purge_at=purge_epoch(now, UNFINISHED_PURGE_DAYS),
         )
+        session = _tried_again(lambda: self._store.create_unfinished(unfinished))
         logger.append_keys(session_id=session_id)
         try:
             invoice = self._qpay.create_invoice(invoice_request)
@@ -239,16 +254,8 @@ class PaymentCreation:
         return session
 
     def _activate(self, session: PaymentSession, invoice: dict[str, Any]) -> PaymentSession:
-        """CREATING -> PENDING. Nothing else writes a CREATING session, so only a write that met
-        an in-flight DynamoDB transaction can lose here: it is tried again, a bounded number of times."""
-        for attempt in range(1, MAX_RACE_RETRIES + 1):
-            try:
-                return self._store.activate(session, invoice, self._clock.now())
-            except StaleSession as lost:
-                if not lost.in_flight or attempt == MAX_RACE_RETRIES:
-                    raise
-                wait_for_in_flight(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """CREATING -> PENDING (the invoice exists now: giving up would cancel it)."""
+        return _tried_again(lambda: self._store.activate(session, invoice, self._clock.now()))
 
     def _invoice_request(
         self, session_id: str, request: CreatePaymentRequest, callback_base_url: str

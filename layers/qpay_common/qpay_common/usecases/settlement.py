@@ -16,6 +16,7 @@ from qpay_common.domain.errors import (
     EventPublishError,
     QPayUnavailable,
     StaleSession,
+    StorageUnavailable,
     Unauthorized,
 )
 from qpay_common.domain.session import (
@@ -62,18 +63,28 @@ class Settlement:
 
     def handle_callback(
         self, session_id: str | None, token: str | None, key_id: str | None = None
-    ) -> PaymentSession:
+    ) -> PaymentSession | None:
         """QPay's callback is a hint to look; QPay's payment check is the proof. `key_id` is the
-        URL's `kid`: the token must be made with that key (None: a URL from before key ids)."""
+        URL's `kid`: the token must be made with that key (None: a URL from before key ids).
+
+        None: DynamoDB was throttled or failing past the SDK's retries, and the callback is left
+        to reconcile, which checks every PENDING session with QPay within minutes (the shopper's
+        next status read does too). Answering QPay with a 5xx instead would only page someone and
+        make QPay call again into the same throttle."""
         if not is_valid_callback_token(self._webhook_keys().keys_for(key_id), session_id, token):
             raise Unauthorized("invalid callback token")
         assert session_id is not None  # checked by the token
         logger.append_keys(session_id=session_id)
-        session = self._store.find(session_id)
-        if session.status == PaymentStatus.PROCESSED:
-            count("WebhookDuplicate")
-            return session
-        return self.confirm_with_qpay(session, source="webhook")
+        try:
+            session = self._store.find(session_id)
+            if session.status == PaymentStatus.PROCESSED:
+                count("WebhookDuplicate")
+                return session
+            return self.confirm_with_qpay(session, source="webhook")
+        except StorageUnavailable:
+            count("WebhookDeferred")
+            logger.warning("DynamoDB unavailable during a callback; reconcile records the payment")
+            return None
 
     def confirm_with_qpay(self, session: PaymentSession, *, source: str) -> PaymentSession:
         if session.status == PaymentStatus.PAID:

@@ -5,7 +5,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
-from qpay_common.adapters.dynamodb.tables import CacheItem, bind
+from qpay_common.adapters.dynamodb.tables import CacheItem, bind, storage_call
 from qpay_common.clock import SYSTEM_CLOCK, Clock
 from qpay_common.settings import Settings
 
@@ -17,6 +17,7 @@ class DynamoDBCache:
         self._items = bind(CacheItem, settings.cache_table, settings)
         self._clock = clock
 
+    @storage_call
     def get(self, key: str) -> tuple[dict[str, Any], str | None] | None:
         """The live item's data and tag, read consistently (a lock waiter must see the holder's put)."""
         try:
@@ -27,9 +28,11 @@ class DynamoDBCache:
             return None
         return (item.data or {}), item.tag
 
+    @storage_call
     def put(self, key: str, data: dict[str, Any], *, expires_at: float, tag: str | None = None) -> None:
         self._items(pk=key, data=data, expires_at=int(expires_at), tag=tag).save()
 
+    @storage_call
     def put_if_absent(
         self, key: str, data: dict[str, Any], *, expires_at: float, tag: str | None = None
     ) -> bool:
@@ -43,6 +46,7 @@ class DynamoDBCache:
             raise
         return True
 
+    @storage_call
     def delete(self, key: str, *, tag: str | None = None) -> bool:
         """Delete the key, only if its tag still matches when one is given."""
         condition = (self._items.tag == tag) if tag is not None else None

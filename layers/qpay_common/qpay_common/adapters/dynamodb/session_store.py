@@ -10,7 +10,7 @@ from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, Updat
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from qpay_common.adapters.dynamodb.tables import OrderItem, SessionItem, bind, connection
+from qpay_common.adapters.dynamodb.tables import OrderItem, SessionItem, bind, connection, storage_call
 from qpay_common.domain.errors import DuplicateSettlement, StaleSession
 from qpay_common.domain.listing import Position, Stream
 from qpay_common.domain.session import Order, PaymentSession, PaymentStatus, iso
@@ -42,6 +42,7 @@ class DynamoDBSessionStore(SessionStore):
         self._orders = bind(OrderItem, settings.orders_table, settings)
         self._connection = connection(settings)
 
+    @storage_call
     def get(self, session_id: str) -> PaymentSession | None:
         try:
             item = self._sessions.get(session_id, consistent_read=True)
@@ -49,6 +50,7 @@ class DynamoDBSessionStore(SessionStore):
             return None
         return self._to_session(item)
 
+    @storage_call
     def get_order(self, order_id: str) -> Order | None:
         try:
             item = self._orders.get(f"order#{order_id}", consistent_read=True)
@@ -57,6 +59,7 @@ class DynamoDBSessionStore(SessionStore):
         data = {key: value for key, value in item.attribute_values.items() if key not in ("pk", "kind")}
         return Order.model_validate(data)
 
+    @storage_call
     def list_for_user(
         self, user_id: str, *, limit: int, cursor: str | None
     ) -> tuple[list[PaymentSession], str | None]:
@@ -83,6 +86,7 @@ class DynamoDBSessionStore(SessionStore):
             return None
         return {name: {"S": value} for name, value in user_cursor_key(user_id, cursor).items()}
 
+    @storage_call
     def query_index(
         self,
         stream: Stream,
@@ -142,6 +146,7 @@ class DynamoDBSessionStore(SessionStore):
         found = {item.session_id: item for item in self._sessions.batch_get(session_ids)}
         return [found[session_id] for session_id in session_ids if session_id in found]
 
+    @storage_call
     def due_page(
         self, queue: WorkQueue, shard_key: str, upper_bound: Any, *, start_key: Any, limit: int
     ) -> DuePage:
@@ -163,6 +168,7 @@ class DynamoDBSessionStore(SessionStore):
             first_due=_attribute_value(items[0][queue.due_attribute]) if items else None,
         )
 
+    @storage_call
     def _lease_due(self, session_id: str, attribute: str, bound: int, until: int) -> bool:
         # One UpdateItem on the key alone: the dispatcher never reads the session it leases.
         due = getattr(self._sessions, attribute)
@@ -178,6 +184,7 @@ class DynamoDBSessionStore(SessionStore):
             raise
         return True
 
+    @storage_call
     def create_unfinished(self, session: PaymentSession) -> PaymentSession:
         """The CREATING session, written before the QPay invoice exists (never twice)."""
         item = self._to_item(session)
@@ -189,6 +196,7 @@ class DynamoDBSessionStore(SessionStore):
             raise
         return self._to_session(item)
 
+    @storage_call
     def delete_unfinished(self, session: PaymentSession) -> None:
         item = self._to_item(session)
         try:
@@ -198,6 +206,7 @@ class DynamoDBSessionStore(SessionStore):
                 raise _stale(session.session_id, exc) from None
             raise
 
+    @storage_call
     def record_fulfilment(
         self, session: PaymentSession, order: Order, *, lease_until: float, now: datetime
     ) -> PaymentSession:
@@ -249,6 +258,7 @@ class DynamoDBSessionStore(SessionStore):
             raise StaleSession(session.session_id)
         return fresh
 
+    @storage_call
     def _update(
         self, session: PaymentSession, changes: Mapping[str, Any], *, due: tuple[str, int] | None = None
     ) -> PaymentSession:

@@ -1,6 +1,10 @@
 """pynamodb models of the three tables. Table names are bound from settings when a store
 is built (bind()), never at import time."""
 
+import functools
+import random
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import (
@@ -19,6 +23,56 @@ from qpay_common.adapters.aws import clients as aws_clients
 from qpay_common.settings import Settings
 
 ModelT = TypeVar("ModelT", bound=Model)
+CallT = TypeVar("CallT", bound=Callable[..., Any])
+
+# DynamoDB's answers that mean "not now" rather than "no": throttling and internal errors, seen
+# only once the SDK's own retries are spent, and a write meeting an in-flight transaction where
+# no lost race is possible (the session store turns that one into StaleSession first).
+TRANSIENT_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+# A call DynamoDB refused for a moment is tried this often in all (on top of the SDK's own
+# retries), then the caller hears StorageUnavailable. Every write is conditional, so a repeat of
+# one that landed after all fails its condition and reads as a lost race, never a second write.
+STORAGE_ATTEMPTS = 5
+STORAGE_RETRY_SECONDS = 0.05
+_JITTER = random.SystemRandom()
+
+
+def storage_call(call: CallT) -> CallT:
+    """`call`, tried again on DynamoDB's transient failures (throttling, internal errors, timeouts,
+    lost connections), then raising the domain's StorageUnavailable, so a caller can tell
+    "repeat it" from a bug."""
+    from botocore.exceptions import BotoCoreError
+    from pynamodb.exceptions import PynamoDBException
+
+    from qpay_common.domain.errors import StorageUnavailable
+
+    @functools.wraps(call)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, STORAGE_ATTEMPTS + 1):
+            try:
+                return call(*args, **kwargs)
+            except PynamoDBException as exc:
+                transient = exc.cause_response_code in TRANSIENT_CODES or isinstance(exc.cause, BotoCoreError)
+                if not transient:
+                    raise
+                if attempt == STORAGE_ATTEMPTS:
+                    raise StorageUnavailable() from exc
+                time.sleep(STORAGE_RETRY_SECONDS * attempt * _JITTER.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return cast(CallT, guarded)
+
 
 # What the by_status index copies besides its keys: the fields the operators' listing and summary
 # read (admin_models.AdminPaymentItem), not the QR image or the Ebarimt overrides.
