@@ -60,7 +60,7 @@ def _ok(model: type, description: str) -> dict[int, dict[str, object]]:
     "(`from`/`to`, ISO 8601, inclusive; a date means the whole day in UTC; `from` after `to` is 400 "
     "`from_after_to`); cursor-paged; read from an index, never a Scan.",
     security=SECURITY,
-    responses={**_ok(AdminPaymentList, "A page of sessions"), **error_responses(400, 401, 403, 500)},
+    responses={**_ok(AdminPaymentList, "A page of sessions"), **error_responses(400, 401, 403, 500, 503)},
 )
 def list_admin_payments(
     actor: Operator,
@@ -96,7 +96,7 @@ def list_admin_payments(
     security=SECURITY,
     responses={
         **_ok(AdminPaymentDetail, "The session beside QPay's view"),
-        **error_responses(400, 401, 403, 404, 500),
+        **error_responses(400, 401, 403, 404, 500, 503),
     },
 )
 def inspect_payment(
@@ -115,7 +115,7 @@ def inspect_payment(
     security=SECURITY,
     responses={
         **_ok(AdminSessionView, "The session after the check"),
-        **error_responses(400, 401, 403, 404, 500, 502),
+        **error_responses(400, 401, 403, 404, 500, 502, 503),
     },
 )
 def reconcile_payment(
@@ -187,7 +187,7 @@ def refund_payment(
             "description": "Queued; the receipt state as stored now",
             "content": {"application/json": {"model": EbarimtRequeueResult}},
         },
-        **error_responses(400, 401, 403, 404, 409, 413, 415, 500),
+        **error_responses(400, 401, 403, 404, 409, 413, 415, 500, 503),
     },
 )
 def requeue_ebarimt(
@@ -213,7 +213,7 @@ def requeue_ebarimt(
     "counts and sums by status, cancellation, expiry and late-payment rates, Ebarimt outcomes; `from` "
     "after `to` is 400 `from_after_to`.",
     security=SECURITY,
-    responses={**_ok(AdminSummaryView, "The summary"), **error_responses(400, 401, 403, 500)},
+    responses={**_ok(AdminSummaryView, "The summary"), **error_responses(400, 401, 403, 500, 503)},
 )
 def summarise_payments(
     actor: Operator,

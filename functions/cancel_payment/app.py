@@ -19,7 +19,7 @@ router = Router()
     description="409 ALREADY_PAID once paid (also when the payment arrives during the cancel), 409 EXPIRED.",
     responses={
         200: {"description": "Cancelled", "content": {"application/json": {"model": PaymentView}}},
-        **error_responses(401, 404, 409, 500),
+        **error_responses(401, 404, 409, 500, 503),
     },
 )
 def cancel_payment(

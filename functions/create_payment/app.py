@@ -22,7 +22,7 @@ router = Router()
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": PaymentCreated}}},
         200: {"description": "Idempotent replay", "content": {"application/json": {"model": PaymentCreated}}},
-        **error_responses(400, 401, 409, 413, 415, 500, 502),
+        **error_responses(400, 401, 409, 413, 415, 500, 502, 503),
     },
 )
 def create_payment(

@@ -23,7 +23,7 @@ router = Router()
             "description": "The session (with `include=qr`, its QR code and bank app links while PENDING)",
             "content": {"application/json": {"model": PaymentWithQr}},
         },
-        **error_responses(400, 401, 404, 500),
+        **error_responses(400, 401, 404, 500, 503),
     },
 )
 def get_payment(

@@ -19,7 +19,7 @@ router = Router()
     summary="List my payments",
     responses={
         200: {"description": "A page of sessions", "content": {"application/json": {"model": PaymentList}}},
-        **error_responses(400, 401, 500),
+        **error_responses(400, 401, 500, 503),
     },
 )
 def list_payments(

@@ -168,7 +168,8 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
         415: "Body is not JSON",
         500: "Internal error",
         502: "QPay unavailable",
-        503: "The event bus did not take the event; repeating the request publishes it",
+        503: "Storage (SERVICE_UNAVAILABLE) or the event bus (EVENT_BUS_UNAVAILABLE) is busy for a "
+        "moment; repeat the request (Retry-After)",
     }
     return {
         status: {
