@@ -1103,6 +1103,7 @@ def create_tables(dynamodb_client: Any, template: Template | str | Path) -> list
     existing = set(_list_table_names(dynamodb_client))
     created = []
     for table in template.tables.values():
+        _check_projections(table)
         if table.name not in existing:
             dynamodb_client.create_table(**_create_table_request(table))
             created.append(table.name)
@@ -1121,6 +1122,30 @@ def _list_table_names(client: Any) -> list[str]:
         if not page.get("LastEvaluatedTableName"):
             return names
         request["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]
+
+
+# DynamoDB's limits on INCLUDE projections, which DynamoDB Local does not enforce: at most 20
+# attributes per index, 100 over all of a table's indexes (each index counts its own).
+MAX_PROJECTED_PER_INDEX = 20
+MAX_PROJECTED_PER_TABLE = 100
+
+
+def _check_projections(table: TableSpec) -> None:
+    indexes = [*table.global_secondary_indexes, *table.local_secondary_indexes]
+    total = 0
+    for index in indexes:
+        projected = (index.get("Projection") or {}).get("NonKeyAttributes") or []
+        total += len(projected)
+        if len(projected) > MAX_PROJECTED_PER_INDEX:
+            raise TemplateError(
+                f"{table.name}: index {index.get('IndexName')} projects {len(projected)} NonKeyAttributes; "
+                f"DynamoDB allows at most {MAX_PROJECTED_PER_INDEX} per index"
+            )
+    if total > MAX_PROJECTED_PER_TABLE:
+        raise TemplateError(
+            f"{table.name}: its indexes project {total} NonKeyAttributes; DynamoDB allows at most "
+            f"{MAX_PROJECTED_PER_TABLE} per table"
+        )
 
 
 def _create_table_request(table: TableSpec) -> dict[str, Any]:

@@ -69,6 +69,35 @@ def test_real_template_tables_and_bus():
     assert [bus.name for bus in template.event_buses] == ["qpay-local-payments"]
 
 
+def test_an_index_projecting_more_than_dynamodb_allows_is_refused_as_aws_would(tmp_path):
+    attributes = ", ".join(f"a{number}" for number in range(21))
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        textwrap.dedent(
+            f"""
+            Resources:
+              Things:
+                Type: AWS::DynamoDB::Table
+                Properties:
+                  TableName: Things
+                  AttributeDefinitions:
+                    - {{AttributeName: pk, AttributeType: S}}
+                    - {{AttributeName: owner, AttributeType: S}}
+                  KeySchema: [{{AttributeName: pk, KeyType: HASH}}]
+                  GlobalSecondaryIndexes:
+                    - IndexName: by_owner
+                      KeySchema: [{{AttributeName: owner, KeyType: HASH}}]
+                      Projection: {{ProjectionType: INCLUDE, NonKeyAttributes: [{attributes}]}}
+            """
+        )
+    )
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        with pytest.raises(TemplateError, match="projects 21 NonKeyAttributes; DynamoDB allows at most 20"):
+            create_tables(client, template)
+        assert client.list_tables()["TableNames"] == []
+
+
 def test_parameter_overrides_reach_the_environment():
     template = load_template(REPO_TEMPLATE, {"SessionExpiryMinutes": 5, "LogLevel": "DEBUG"})
 

@@ -322,6 +322,17 @@ class TestDataLayout:
         for heavy in ("qr_image", "qr_text", "deeplinks", "items", "metadata"):
             assert heavy not in projection["NonKeyAttributes"]
 
+    def test_every_index_stays_within_dynamodbs_projection_limits_and_projects_no_version(self):
+        # DynamoDB refuses more than 20 NonKeyAttributes per index (DynamoDB Local does not).
+        table = RESOURCES["SessionsTable"]["Properties"]
+        projected = [
+            index["Projection"].get("NonKeyAttributes", []) for index in table["GlobalSecondaryIndexes"]
+        ]
+        assert max(len(attributes) for attributes in projected) <= 20
+        assert sum(len(attributes) for attributes in projected) <= 100
+        # `version` changes on every write: projecting it would write the index each time.
+        assert all("version" not in attributes for attributes in projected)
+
     def test_the_pynamodb_index_model_projects_the_same_and_a_session_can_be_read_from_it(self):
         assert SessionItem.by_user.Meta.projection.non_key_attributes == list(BY_USER_ATTRIBUTES)
         keys = {"session_id", "user_id", "created_at"}

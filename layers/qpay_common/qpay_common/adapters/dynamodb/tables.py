@@ -75,10 +75,11 @@ def storage_call(call: CallT) -> CallT:
 
 
 # What the by_status index copies besides its keys: the fields the operators' listing and summary
-# read (admin_models.AdminPaymentItem), not the QR image or the Ebarimt overrides.
+# read (admin_models.AdminPaymentItem), not the QR image or the Ebarimt overrides. Not `version`:
+# it changes on every write (a lease bump too), so projecting it would write both indexes each
+# time, and nothing read from an index is written back. DynamoDB allows at most 20 per index.
 BY_STATUS_PROJECTED = (
     "user_id",
-    "version",
     "amount",
     "paid_amount",
     "currency",
