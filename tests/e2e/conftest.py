@@ -12,7 +12,15 @@ from tests.e2e.browser import CHROMIUM_FLAGS, DESKTOP, SCREENSHOTS, SHOP_ORIGIN,
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = start_stack({"SESSION_EXPIRY_MINUTES": "7", "CHECKOUT_SHOP_ORIGINS": SHOP_ORIGIN})
+    # Idle environments are kept for the whole suite: some tests read the workers the stack
+    # started with, and the suite outlasts the default 300 s.
+    running = start_stack(
+        {
+            "SESSION_EXPIRY_MINUTES": "7",
+            "CHECKOUT_SHOP_ORIGINS": SHOP_ORIGIN,
+            "LOCAL_LAMBDA_IDLE_SECONDS": "3600",
+        }
+    )
     yield running
     stop_stack(running)
 
