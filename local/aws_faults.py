@@ -13,8 +13,9 @@ JSON; `GET` shows the rules, `DELETE` clears them). A rule:
      "fault": "TransactionConflict",      # see FAULTS
      "rate": 0.2}                         # the share of matching calls that fail (0..1)
 
-Injected into the handlers' real botocore clients through botocore's event hooks (the same way
-local/iam.py checks IAM), so the code under test is the code that ships: a faulted call is answered
+Injected into the handlers' real botocore clients through botocore's event hooks (installed by
+local/botocore_hooks.py after local/iam.py's, so a refused call is refused before any fault is
+drawn), so the code under test is the code that ships: a faulted call is answered
 at `before-call` with the error AWS would return after botocore's own retries, and botocore raises
 it through its own code path. Workers re-read the rules file when it changes, so a change made
 while the stack runs reaches every execution environment at its next AWS call.
@@ -279,50 +280,3 @@ def _failed_entries(service: str, params: Mapping[str, Any]) -> dict[str, Any]:
             for number, entry in enumerate(entries)
         ],
     }
-
-
-def install(injector: Injector) -> None:
-    """Put the injector's handlers in every botocore session this process will create (after
-    IAM's, so a refused call is refused before any fault is drawn)."""
-    import importlib.abc
-    import sys
-
-    def register(handlers_module: Any) -> None:
-        handlers_module.BUILTIN_HANDLERS.extend(injector.handlers())
-
-    if "botocore.handlers" in sys.modules:
-        register(sys.modules["botocore.handlers"])
-        return
-
-    class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def __init__(self) -> None:
-            self._loader: Any = None
-
-        def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-            if fullname != "botocore.handlers":
-                return None
-            # The finders after this one decide the spec: local/iam.py's hook among them, whose
-            # loader then runs inside this one's, so IAM's handlers come first.
-            spec = None
-            for finder in sys.meta_path:
-                find = getattr(finder, "find_spec", None)
-                if finder is self or find is None:
-                    continue
-                spec = find(fullname, path, target)
-                if spec is not None:
-                    break
-            if spec is None or spec.loader is None:
-                return spec
-            self._loader = spec.loader
-            spec.loader = self
-            return spec
-
-        def create_module(self, spec: Any) -> Any:
-            return self._loader.create_module(spec)
-
-        def exec_module(self, module: Any) -> None:
-            self._loader.exec_module(module)
-            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-            register(module)
-
-    sys.meta_path.insert(0, _AfterImport())

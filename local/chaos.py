@@ -216,20 +216,6 @@ def set_faults(stack: Stack, aws: list[dict[str, Any]], qpay: list[dict[str, Any
         requests.post(f"{stack.sim}/_sim/faults", json={"rules": qpay}, timeout=10).raise_for_status()
 
 
-def sessions(stack: Stack) -> dict[str, dict[str, Any]]:
-    client = stack.dynamodb_client()
-    found: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {"TableName": "SessionsTable", "ConsistentRead": True}
-    while True:
-        page = client.scan(**request)
-        for item in page.get("Items", []):
-            plain = plain_item(item)
-            found[plain["session_id"]] = plain
-        if "LastEvaluatedKey" not in page:
-            return found
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def table_items(stack: Stack, table: str) -> list[dict[str, Any]]:
     client = stack.dynamodb_client()
     items: list[dict[str, Any]] = []
@@ -240,6 +226,10 @@ def table_items(stack: Stack, table: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def sessions(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {item["session_id"]: item for item in table_items(stack, "SessionsTable")}
 
 
 def invoke(stack: Stack, function: str) -> dict[str, Any]:

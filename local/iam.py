@@ -7,7 +7,7 @@ the role, the action and the resource.
 Standard library only: an execution environment (local/lambda_worker.py) loads this file by its
 path before the handler, so nothing here may be on the handler's own import path. The check hangs
 on botocore's event hooks, in every botocore session the handler creates (pynamodb's, boto3's,
-Powertools'): when `botocore.handlers` is first imported, two handlers join its BUILTIN_HANDLERS,
+Powertools'): local/botocore_hooks.py adds the guard's handlers to botocore's BUILTIN_HANDLERS,
 which every Session registers. `before-parameter-build` works out the (action, resource) pairs
 of the call from its parameters, the way the service authorizes them (DynamoDB checks each item
 of a transaction with the item's own action, a query on an index names the index's ARN,
@@ -17,11 +17,8 @@ instead of sending it, so botocore raises the error through its own code path.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import json
 import re
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -366,45 +363,6 @@ class Guard:
             ("before-call", self.before_call),
             ("creating-client-class", self.client_created),
         ]
-
-
-class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Runs `then(module)` right after `name` is imported, wherever the import comes from."""
-
-    def __init__(self, name: str, then: Callable[[Any], None]):
-        self.name = name
-        self.then = then
-        self._loader: Any = None
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self.name:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-        self.then(module)
-
-
-def install(guard: Guard) -> None:
-    """Put the guard's handlers in every botocore session this process will create."""
-
-    def register(handlers_module: Any) -> None:
-        handlers_module.BUILTIN_HANDLERS.extend(guard.handlers())
-
-    if "botocore.handlers" in sys.modules:
-        register(sys.modules["botocore.handlers"])
-    else:
-        sys.meta_path.insert(0, _AfterImport("botocore.handlers", register))
 
 
 def granted_actions(statements: Iterable[Statement]) -> list[tuple[str, str, str]]:

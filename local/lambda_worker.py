@@ -129,47 +129,42 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _iam_guard(policy_json: str | None) -> Any:
-    """Load local/iam.py by its path (the repository is not on the handler's path) and hook it
-    into botocore before the handler can build a client."""
-    if not policy_json:
-        return None
+def _load_sibling(name: str) -> Any:
+    """local/<name>.py, loaded by its path: the repository is not on the handler's path."""
     spec = importlib.util.spec_from_file_location(
-        "_local_iam", os.path.join(os.path.dirname(__file__), "iam.py")
+        f"_local_{name}", os.path.join(os.path.dirname(__file__), f"{name}.py")
     )
     if spec is None or spec.loader is None:
-        raise ImportError("local/iam.py is missing")
-    iam = importlib.util.module_from_spec(spec)
-    sys.modules["_local_iam"] = iam
-    spec.loader.exec_module(iam)
-    guard = iam.Guard(
-        iam.Policy.from_json(policy_json), log=lambda line: print(line, file=sys.stderr, flush=True)
-    )
-    iam.install(guard)
-    return guard
+        raise ImportError(f"local/{name}.py is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"_local_{name}"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def _aws_faults() -> Any:
-    """With _LOCAL_AWS_FAULTS_FILE set, load local/aws_faults.py by its path and hook its injector
-    into botocore (after IAM's guard), before the handler can build a client."""
-    path = os.environ.pop("_LOCAL_AWS_FAULTS_FILE", "")
-    if not path:
-        return None
-    spec = importlib.util.spec_from_file_location(
-        "_local_aws_faults", os.path.join(os.path.dirname(__file__), "aws_faults.py")
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError("local/aws_faults.py is missing")
-    faults = importlib.util.module_from_spec(spec)
-    sys.modules["_local_aws_faults"] = faults
-    spec.loader.exec_module(faults)
-    injector = faults.Injector(
-        os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function"),
-        faults.Path(path),
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    faults.install(injector)
-    return injector
+def _botocore_hooks(policy_json: str | None) -> tuple[Any, Any]:
+    """The IAM guard (with --iam-policy) and the AWS faults injector (with _LOCAL_AWS_FAULTS_FILE
+    set), hooked into botocore, IAM's first, before the handler can build a client."""
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    handlers: list[Any] = []
+    guard = injector = None
+    if policy_json:
+        iam = _load_sibling("iam")
+        guard = iam.Guard(iam.Policy.from_json(policy_json), log=log)
+        handlers += guard.handlers()
+    faults_file = os.environ.pop("_LOCAL_AWS_FAULTS_FILE", "")
+    if faults_file:
+        faults = _load_sibling("aws_faults")
+        injector = faults.Injector(
+            os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function"), faults.Path(faults_file), log=log
+        )
+        handlers += injector.handlers()
+    if handlers:
+        _load_sibling("botocore_hooks").install(handlers)
+    return guard, injector
 
 
 # A killed invocation dies at a random point within its expected length: this environment's
@@ -250,9 +245,9 @@ def _snapshot_hooks() -> tuple[list[Any], list[Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    guard = _iam_guard(args.iam_policy)
+    guard, injector = _botocore_hooks(args.iam_policy)
     global _KILLER
-    _KILLER = _Killer(_aws_faults())
+    _KILLER = _Killer(injector)
     if args.snapshot_fd is not None:
         control = socket.socket(fileno=args.snapshot_fd)
         send = _sender(control.makefile("wb"))

@@ -36,7 +36,6 @@ from qpay_common.domain.errors import (
     IdempotencyConflict,
     QPayUnavailable,
     StaleSession,
-    StorageUnavailable,
 )
 from qpay_common.domain.payment_request import CreatePaymentRequest
 from qpay_common.domain.session import (
@@ -63,14 +62,14 @@ CLAIM_SLACK_SECONDS = 2
 
 
 def _tried_again(write: Callable[[], PaymentSession]) -> PaymentSession:
-    """`write()`, again after a short wait when it met an in-flight DynamoDB transaction or a
-    throttle (a bounded number of times). Nothing but creation writes a CREATING session, so
-    neither is a lost race here."""
+    """`write()`, again after a short wait when it met an in-flight DynamoDB transaction (a
+    bounded number of times). Nothing but creation writes a CREATING session, so that is not a
+    lost race here; throttles are retried by the store itself (tables.storage_call)."""
     for attempt in range(1, MAX_RACE_RETRIES + 1):
         try:
             return write()
-        except (StaleSession, StorageUnavailable) as lost:
-            if (isinstance(lost, StaleSession) and not lost.in_flight) or attempt == MAX_RACE_RETRIES:
+        except StaleSession as lost:
+            if not lost.in_flight or attempt == MAX_RACE_RETRIES:
                 raise
             wait_for_in_flight(attempt)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -36,6 +36,7 @@ from qpay_common.domain.work_queues import EBARIMT_QUEUE, ebarimt_retry_delay
 from qpay_common.observability import count, logger
 from qpay_common.settings import Settings
 from qpay_common.usecases.ports import QPay
+from qpay_common.usecases.races import retry_races
 
 
 class EbarimtService:
@@ -131,16 +132,11 @@ class EbarimtService:
     def requeue(self, actor: str, session_id: str, overrides: dict[str, Any] | None = None) -> PaymentSession:
         """An operator queues a receipt again (ERROR, REJECTED or GAVE_UP), perhaps with other
         receiver data for this session: due at the job's next run, with a fresh retry window."""
-        while True:
-            session = self._store.find(session_id)
-            logger.info(
-                "Admin Ebarimt re-queue",
-                extra={
-                    "admin": actor,
-                    "ebarimt_status": session.ebarimt_status,
-                    "overrides": sorted(overrides or {}),
-                },
-            )
+        logger.info("Admin Ebarimt re-queue", extra={"admin": actor, "overrides": sorted(overrides or {})})
+        if not self._settings.ebarimt_enabled:
+            raise EbarimtDisabled("Ebarimt is not enabled on this stack (EBARIMT_ENABLED)")
+
+        def step(session: PaymentSession) -> PaymentSession:
             if session.ebarimt_status == EbarimtStatus.REGISTERED or session.ebarimt_receipt_id:
                 raise EbarimtAlreadyRegistered(f"receipt {session.ebarimt_receipt_id} is registered already")
             if session.status != PaymentStatus.PROCESSED or session.ebarimt_status not in REQUEUEABLE:
@@ -149,12 +145,13 @@ class EbarimtService:
                     f"a {session.status.value} session's receipt is {state}; only ERROR, REJECTED or "
                     "GAVE_UP receipts of PROCESSED sessions are queued again"
                 )
-            if not self._settings.ebarimt_enabled:
-                raise EbarimtDisabled("Ebarimt is not enabled on this stack (EBARIMT_ENABLED)")
-            try:
-                return self._store.requeue_ebarimt(session, self._clock.now(), overrides=overrides)
-            except StaleSession:
-                continue  # the job's claim came between: read it again
+            return self._store.requeue_ebarimt(session, self._clock.now(), overrides=overrides)
+
+        # A job's claim may come between the read and the write: read it again (retry_races).
+        requeued = retry_races(self._store, self._store.find(session_id), step)
+        if requeued.ebarimt_status != EbarimtStatus.PENDING:
+            raise NotRequeueable("the receipt kept changing while it was queued again; repeat the request")
+        return requeued
 
     def _retry_until(self, session: PaymentSession) -> datetime:
         """When the receipt's retry window closes: EBARIMT_MAX_AGE_HOURS after it was queued."""
